@@ -1,0 +1,323 @@
+"""ATS core and the DeiT path, checked against naive per-image code written from the paper."""
+
+import math
+
+import ats_video  # noqa: F401  (before timm: repairs torchvision imports where needed)
+import pytest
+import torch
+import torch.nn.functional as F
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.vision_transformer import VisionTransformer
+
+from ats_video import apply_ats
+from ats_video.ats import (
+    kept_rows,
+    resolve_budget,
+    sample_tokens,
+    significance_scores,
+    topk_tokens,
+)
+
+TINY = dict(img_size=32, patch_size=4, embed_dim=48, depth=6, num_heads=3, num_classes=10)
+ATS_BLOCKS = (2, 3, 4, 5)
+
+
+# ---------------------------------------------------------------- references from the paper
+
+
+def naive_sample(scores, k):
+    """Eq. 4-5 of the paper, one row, plain Python: the set of kept token indices."""
+    s = [float(v) for v in scores]
+    if sum(s) == 0:
+        s = [1.0] * len(s)
+    cdf, total = [], 0.0
+    for v in s:
+        total += v
+        cdf.append(total)
+    cdf = [c / cdf[-1] for c in cdf]
+    kept = set()
+    for m in range(1, k + 1):
+        u = (2 * m - 1) / (2 * k)
+        kept.add(next((j for j, c in enumerate(cdf) if c >= u), len(cdf) - 1))
+    return kept
+
+
+def naive_budget(k, n):
+    return k if isinstance(k, int) else max(math.floor(k * n + 0.5), 8)
+
+
+def reference_logits(model, image, blocks, k):
+    """One image through a timm ViT with ATS in ``blocks``, from the paper's equations.
+
+    Builds the full attention matrix, scores with Eq. 3, samples with ``naive_sample`` and keeps
+    the CLS, the other prefix tokens and the sampled tokens in their original order.
+    """
+    p = model.num_prefix_tokens
+    x = model._pos_embed(model.patch_embed(image[None]))[0]  # [L, D]
+    for i, block in enumerate(model.blocks):
+        heads = block.attn.num_heads
+        qkv = block.attn.qkv(block.norm1(x)).view(len(x), 3, heads, -1).permute(1, 2, 0, 3)
+        q, k_, v = qkv  # [H, L, d]
+        attn = (q @ k_.transpose(1, 2) / math.sqrt(q.shape[-1])).softmax(-1)  # [H, L, L]
+        rows = list(range(len(x)))
+        if i in blocks:
+            weighted = attn[:, 0, p:] * v[:, p:].norm(dim=-1)  # [H, N]
+            scores = (weighted / weighted.sum(-1, keepdim=True)).sum(0)
+            kept = naive_sample(scores, naive_budget(k, len(x) - p))
+            rows = list(range(p)) + [p + j for j in sorted(kept)]
+        out = (attn[:, rows] @ v).transpose(0, 1).reshape(len(rows), -1)
+        x = x[rows] + block.attn.proj(out)
+        x = x + block.mlp(block.norm2(x))
+    return model.forward_head(model.norm(x)[None])[0]
+
+
+def tiny_model(cls, sharpen=True):
+    torch.manual_seed(0)
+    model = cls(**TINY).eval()
+    if sharpen:  # random init attends almost uniformly; larger q, k make scores (and K') vary
+        for block in model.blocks:
+            block.attn.qkv.weight.data[: 2 * TINY["embed_dim"]] *= 6
+    return model
+
+
+# ---------------------------------------------------------------- the pure functions
+
+
+def test_significance_scores_match_eq3():
+    torch.manual_seed(0)
+    cls_attn = torch.rand(2, 3, 7).softmax(-1)
+    v = torch.randn(2, 3, 7, 5)
+    got = significance_scores(cls_attn, v, num_prefix_tokens=2)
+    for b in range(2):
+        for j in range(5):
+            want = sum(
+                cls_attn[b, h, 2 + j] * v[b, h, 2 + j].norm()
+                / sum(cls_attn[b, h, 2 + i] * v[b, h, 2 + i].norm() for i in range(5))
+                for h in range(3)
+            )
+            assert got[b, j].item() == pytest.approx(want.item(), rel=1e-5)
+    assert got.sum(-1).tolist() == pytest.approx([3.0, 3.0], rel=1e-5)  # each head sums to 1
+
+
+def test_sample_tokens_matches_naive_sampler():
+    torch.manual_seed(0)
+    scores = torch.rand(16, 30) ** 4  # skewed, so duplicates happen
+    for k in [1, 5, 30, 47]:
+        keep = sample_tokens(scores, k)
+        for row, mask in zip(scores, keep):
+            assert set(mask.nonzero().flatten().tolist()) == naive_sample(row, k)
+
+
+def test_dominant_token_is_kept_alone():
+    scores = torch.zeros(2, 10)
+    scores[0, 3] = 5.0
+    scores[1, 9] = 1.0
+    keep = sample_tokens(scores, 10)
+    assert keep.sum(-1).tolist() == [1, 1]
+    assert keep[0, 3] and keep[1, 9]
+
+
+def test_uniform_scores_with_k_equal_n_keep_all():
+    assert sample_tokens(torch.ones(3, 196), 196).all()
+
+
+def test_kept_count_never_exceeds_budget():
+    torch.manual_seed(1)
+    scores = torch.rand(64, 50) ** 3
+    for k in [1, 8, 25, 50]:
+        counts = sample_tokens(scores, k).sum(-1)
+        assert (counts >= 1).all() and (counts <= k).all()
+
+
+def test_per_sample_budgets():
+    torch.manual_seed(2)
+    scores = torch.rand(4, 20)
+    ks = torch.tensor([1, 5, 20, 3])
+    keep = sample_tokens(scores, ks)
+    for row, k, mask in zip(scores, ks, keep):
+        assert set(mask.nonzero().flatten().tolist()) == naive_sample(row, int(k))
+
+
+def test_rows_do_not_depend_on_each_other():
+    torch.manual_seed(3)
+    scores = torch.rand(32, 40) ** 2
+    batched = sample_tokens(scores, 17)
+    alone = torch.cat([sample_tokens(row[None], 17) for row in scores])
+    assert torch.equal(batched, alone)
+    assert torch.equal(sample_tokens(scores, 17), batched)  # deterministic
+
+
+def test_all_zero_scores_keep_tokens_without_nan():
+    keep = sample_tokens(torch.zeros(2, 12), 4)
+    assert (keep.sum(-1) == 4).all()
+    keep = sample_tokens(torch.zeros(1, 12), 1)
+    assert keep.sum() == 1
+
+
+def test_budget_above_token_count():
+    keep = sample_tokens(torch.rand(3, 5), 40)
+    assert keep.all()  # 40 grid points over 5 tokens of comparable mass
+
+
+def test_half_precision_chooses_as_float32():
+    torch.manual_seed(4)
+    scores = (torch.rand(8, 100) ** 3).half()
+    assert torch.equal(sample_tokens(scores, 50), sample_tokens(scores.float(), 50))
+
+
+def test_topk_keeps_highest_scores_and_breaks_ties_by_index():
+    scores = torch.tensor([[0.1, 0.5, 0.5, 0.9, 0.5]])
+    assert topk_tokens(scores, 2).tolist() == [[False, True, False, True, False]]
+    assert topk_tokens(scores, torch.tensor([9])).all()
+
+
+def test_budget_rule():
+    n = torch.tensor([196, 100, 10, 5])
+    assert resolve_budget(0.5, n).tolist() == [98, 50, 8, 8]
+    assert resolve_budget(0.25, torch.tensor([10])).tolist() == [8]  # floor of 8
+    assert resolve_budget(0.5, torch.tensor([21])).tolist() == [11]  # 10.5 rounds up
+    assert resolve_budget(30, n).tolist() == [30] * 4
+    for bad in [0, -3, 0.0, 1.5, "8", True]:
+        with pytest.raises((ValueError, TypeError)):
+            resolve_budget(bad, n)
+
+
+def test_kept_rows_put_prefix_first_in_order():
+    keep = torch.tensor([[False, True, False, True], [True, False, False, False]])
+    rows, valid = kept_rows(keep, num_prefix_tokens=2)
+    assert rows.tolist() == [[0, 1, 3, 5], [0, 1, 2, 0]]
+    assert valid.tolist() == [[True] * 4, [True, True, True, False]]
+
+
+# ---------------------------------------------------------------- the DeiT path
+
+
+@pytest.mark.parametrize("cls", [VisionTransformer, VisionTransformerDistilled])
+@pytest.mark.parametrize("k", [1.0, 0.4, 20])
+def test_model_matches_reference_per_image(cls, k):
+    model = tiny_model(cls).double()
+    images = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    apply_ats(model, ATS_BLOCKS, k)
+    with torch.no_grad():
+        got = model(images)
+        want = torch.stack([reference_logits(model, image, ATS_BLOCKS, k) for image in images])
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("cls", [VisionTransformer, VisionTransformerDistilled])
+@pytest.mark.parametrize("selector", ["sample", "topk"])
+def test_batch_results_equal_single_image_results(cls, selector):
+    model = apply_ats(tiny_model(cls), ATS_BLOCKS, 0.6, selector=selector)
+    torch.manual_seed(5)
+    images = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        batched = model(images)
+        kept_batched = [r.count for r in model.ats_kept]
+        alone = []
+        for image in images:
+            alone.append(model(image[None]))
+            for record, counts in zip(model.ats_kept, kept_batched):
+                assert record.count.item() == counts[len(alone) - 1].item()
+    counts = torch.stack(kept_batched)
+    if selector == "sample":  # top-K keeps exactly K everywhere; sampling must exercise padding
+        assert (counts != counts[:, :1]).any(), "the test needs samples with different kept counts"
+    torch.testing.assert_close(batched, torch.cat(alone), rtol=1e-5, atol=1e-5)
+
+
+def test_padding_never_reaches_real_tokens():
+    model = apply_ats(tiny_model(VisionTransformer), ATS_BLOCKS, 0.6)
+    torch.manual_seed(6)
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        model(images)
+    # every row beyond a sample's count is padding: index -1, and the counts match the indices
+    for record in model.ats_kept:
+        assert torch.equal((record.patch_index >= 0).sum(-1), record.count)
+        for indices, count in zip(record.patch_index, record.count):
+            real = indices[:count]
+            assert torch.equal(real, real.sort().values)  # original order kept
+            assert (real < 64).all() and len(set(real.tolist())) == count
+
+
+def test_kept_indices_shrink_through_blocks():
+    model = apply_ats(tiny_model(VisionTransformer), ATS_BLOCKS, 0.5)
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    assert [r.block for r in model.ats_kept] == list(ATS_BLOCKS)
+    for earlier, later in zip(model.ats_kept, model.ats_kept[1:]):
+        for b in range(2):
+            assert set(later.patch_index[b].tolist()) - {-1} <= set(earlier.patch_index[b].tolist())
+
+
+def test_default_budget_keeps_every_token_when_scores_are_uniform():
+    model = tiny_model(VisionTransformer, sharpen=False)
+    for block in model.blocks:  # zero queries and keys: uniform CLS attention
+        block.attn.qkv.weight.data[: 2 * TINY["embed_dim"]] = 0
+        block.attn.qkv.bias.data[: 2 * TINY["embed_dim"]] = 0
+        block.attn.qkv.weight.data[2 * TINY["embed_dim"] :] = 0
+        block.attn.qkv.bias.data[2 * TINY["embed_dim"] :] = 1  # equal value norms
+    apply_ats(model)
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    assert [r.count.item() for r in model.ats_kept] == [64] * 3
+
+
+@pytest.mark.parametrize("cls", [VisionTransformer, VisionTransformerDistilled])
+def test_checkpoint_loads_strictly_before_and_after(cls, tmp_path):
+    model = tiny_model(cls)
+    path = tmp_path / "deit.pth"
+    torch.save({"model": model.state_dict()}, path)
+    keys = list(model.state_dict())
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+    fresh = cls(**TINY)
+    fresh.load_state_dict(state, strict=True)
+    apply_ats(fresh, ATS_BLOCKS, 0.5)
+    assert list(fresh.state_dict()) == keys
+    fresh.load_state_dict(state, strict=True)
+    assert sum(b.numel() for b in fresh.buffers()) == sum(b.numel() for b in model.buffers())
+
+
+def test_training_step_updates_every_parameter():
+    import timm
+
+    torch.manual_seed(0)
+    model = apply_ats(timm.create_model("deit_tiny_patch16_224", num_classes=5), k=0.5).train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = F.cross_entropy(model(torch.randn(2, 3, 224, 224)), torch.tensor([1, 3]))
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+    optimizer.step()
+    unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
+    assert not unchanged
+    assert model.ats_kept[-1].count.max() < 196
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = apply_ats(tiny_model(VisionTransformer), ATS_BLOCKS, 0.5).train()
+    images = torch.randn(3, 3, 32, 32)
+    grads = []
+    for enable in [False, True]:
+        model.set_grad_checkpointing(enable)
+        model.zero_grad()
+        model(images).square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_bad_arguments_are_named():
+    model = tiny_model(VisionTransformer)
+    with pytest.raises(ValueError, match="block 6 out of range"):
+        apply_ats(model, [6])
+    with pytest.raises(ValueError, match="selector"):
+        apply_ats(model, [3], selector="random")
+    with pytest.raises(ValueError, match="ratio"):
+        apply_ats(model, [3], k=2.0)
+    with pytest.raises(ValueError, match="shared"):
+        apply_ats(model, [3], mode="shared")
+    with pytest.raises(ValueError, match="global_pool"):
+        apply_ats(VisionTransformer(**TINY, global_pool="avg"), [3])
+    with pytest.raises(TypeError, match="Linear"):
+        apply_ats(torch.nn.Linear(2, 2))
