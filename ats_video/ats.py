@@ -219,3 +219,27 @@ def gather_rows(x: Tensor, rows: Tensor) -> Tensor:
     """x [B, L, ...] at rows [B, L'] -> [B, L', ...]."""
     index = rows.view(*rows.shape, *([1] * (x.dim() - 2))).expand(*rows.shape, *x.shape[2:])
     return x.gather(1, index)
+
+
+def drop_path_rows(rows: Tensor, sample: Tensor, num_samples: int, drop_prob: float, training: bool,
+                   scale_by_keep: bool = True) -> Tensor:
+    """Stochastic depth on packed rows: one keep-or-drop draw per sample, shared by all its rows.
+
+    timm's DropPath draws once per leading index, which on packed rows would be once per token.
+
+    Args:
+        rows: [R, D] packed rows (a residual branch's output).
+        sample: [R] long, the sample each row belongs to.
+        num_samples: B.
+        drop_prob: the probability of dropping a sample's branch; training: whether to drop at all.
+        scale_by_keep: divide kept rows by 1 - drop_prob, as timm does by default.
+    Returns:
+        [R, D].
+    """
+    if drop_prob == 0.0 or not training:
+        return rows
+    keep_prob = 1.0 - drop_prob
+    keep = rows.new_empty(num_samples).bernoulli_(keep_prob)
+    if scale_by_keep and keep_prob > 0.0:
+        keep = keep / keep_prob
+    return rows * keep[sample, None]
