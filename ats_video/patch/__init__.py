@@ -11,6 +11,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ats_video.ats import ATSConfig, Budget
+from ats_video.models.timesformer import TimeSformer
+from ats_video.patch.timesformer import apply_ats_timesformer
 from ats_video.patch.vit import apply_ats_vit
 
 DEFAULT_K = 1.0  # K = N in every ATS block: the paper's default, reduction from duplicates alone
@@ -28,6 +30,12 @@ class Family(NamedTuple):
 
 _FAMILIES: List[Family] = [
     Family(VisionTransformer, lambda depth: tuple(range(3, depth)), apply_ats_vit, ("frame",)),
+    Family(
+        TimeSformer,
+        lambda depth: tuple(range(3, min(depth, 6))),
+        apply_ats_timesformer,
+        ("frame", "shared"),
+    ),
 ]
 
 
@@ -42,8 +50,8 @@ def apply_ats(
     """Puts ATS into the given 0-indexed ``blocks`` of ``model`` and returns the model.
 
     Args:
-        model: a timm VisionTransformer / DeiT (plain or distilled).
-        blocks: the ATS blocks; default the paper's (DeiT: 3 to the last).
+        model: a timm VisionTransformer / DeiT (plain or distilled), or a TimeSformer.
+        blocks: the ATS blocks; default the paper's (DeiT: 3 to the last; TimeSformer: 3 to 5).
         k: the budget K per ATS block: an int, or a float ratio rho of the tokens entering the
             block, K = max(floor(rho * N + 0.5), 8). The default 1.0 is K = N.
         mode: for video, "frame" (each frame keeps its own tokens) or "shared" (one set of

@@ -1,0 +1,10 @@
+"""Video backbones (TimeSformer, XViT) and loading their checkpoints."""
+
+from ats_video.models.checkpoint import load_checkpoint, save_checkpoint
+from ats_video.models.timesformer import (
+    TimeSformer,
+    timesformer,
+    timesformer_base_8x224,
+    timesformer_hr_16x448,
+    timesformer_l_96x224,
+)

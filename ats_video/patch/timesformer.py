@@ -1,0 +1,321 @@
+"""Space-time ATS in TimeSformer's spatial attention, applied to an existing model.
+
+Fayyaz et al. (ECCV 2022) put the Adaptive Token Sampler into image transformers; here it works
+in the spatial attention of chosen TimeSformer blocks, where the copy of CLS in each frame gives
+that frame's significance scores (Eq. 3). ``apply_ats_timesformer`` swaps the model's class for a
+subclass whose ``forward_features`` passes the tokens through the blocks explicitly; parameters
+and state-dict keys are untouched, so official checkpoints load before and after.
+
+Tokens flow between blocks as :class:`VideoTokens`: the CLS token, the present patch tokens
+packed as rows in (clip, frame, position) order, and a [B, T, S] grid saying which tokens are
+present. Every token-wise operation (norms, projections, MLP) runs on the packed rows, so its
+cost follows the sum of the kept tokens. Attention regroups the rows:
+- spatial attention per frame, padded to the fullest frame, CLS first, padded keys at -inf;
+- temporal attention per spatial position, over the frames where that position is present
+  (tokens pair by position, never by rank: a dropped token is a masked key).
+
+Two sampling modes:
+- "frame": frame t's CLS copy scores the frame's present tokens and the frame keeps its own set,
+  with budget K_t from ``k`` and the frame's present token count;
+- "shared": each frame's scores, normalised within the frame, are summed over the frames, and
+  one set of positions is kept in every frame, its budget from the per-frame token count.
+
+NOTE: the paper has no video path, and the official ATS code none either; the two modes and the
+temporal key mask are this project's reading of the paper for divided space-time attention.
+NOTE: the CLS copies of all frames are one token, so its norm and projections run once per clip
+rather than once per frame as in the official TimeSformer; the result is the same.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce, repeat
+from timm.layers import Attention, DropPath
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from ats_video.ats import (
+    ATSConfig,
+    attention,
+    cls_attention,
+    drop_path_rows,
+    gather_rows,
+    kept_rows,
+    pack,
+    select_tokens,
+    significance_scores,
+    unpack,
+)
+from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
+
+
+@dataclass
+class VideoTokens:
+    """The tokens flowing between TimeSformer blocks.
+
+    cls: [B, D] the CLS token.
+    rows: [R, D] the present patch tokens, in (clip, frame, spatial position) order.
+    present: [B, T, S] bool, which (frame, position) tokens are present; R = present.sum().
+    """
+
+    cls: Tensor
+    rows: Tensor
+    present: Tensor
+
+
+@dataclass
+class KeptVideoTokens:
+    """What one ATS block kept in each clip of the last forward.
+
+    block: the block's 0-based index.
+    count: [B, T] kept patch tokens per frame.
+    mask: [B, T, h, w] bool, True where the token of frame t at patch row h, column w is kept.
+    positions: [B, K', 3] long (t, h, w) of each kept token, in (t, h, w) order, -1 at padding;
+        K' is the largest number of tokens a clip kept.
+    """
+
+    block: int
+    count: Tensor
+    mask: Tensor
+    positions: Tensor
+
+
+def frame_layout(present: Tensor) -> Tensor:
+    """Validity of per-frame padded rows: [B, T, S] -> [(B T), L], L = the fullest frame's count.
+
+    Packed rows in (clip, frame, position) order fill this layout with ``ats.unpack``.
+    """
+    counts = rearrange(present.sum(-1), "b t -> (b t)")
+    return torch.arange(int(counts.max()), device=present.device) < counts[:, None]
+
+
+def time_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
+    """Where each packed row sits when tokens are grouped by spatial position over time.
+
+    Args:
+        present: [B, T, S] bool.
+    Returns:
+        slot: [R] index of each row (in (clip, frame, position) order) into the flattened
+            [P, T] layout; P counts the (clip, position) pairs present in at least one frame.
+        valid: [P, T] bool, the frames where each of those positions is present.
+    """
+    b, t, s = present.shape
+    by_position = rearrange(present, "b t s -> (b s) t")
+    used = by_position.any(-1)
+    position = rearrange(used.cumsum(0) - 1, "(b s) -> b 1 s", b=b)
+    frame = torch.arange(t, device=present.device)[:, None]
+    slot = (position * t + frame).expand(b, t, s)[present]
+    return slot, by_position[used]
+
+
+def _row_samples(present: Tensor) -> Tensor:
+    """[R] the clip of each packed row."""
+    counts = present.flatten(1).sum(-1)
+    return torch.repeat_interleave(torch.arange(len(counts), device=present.device), counts)
+
+
+def _drop_path(
+    module: nn.Module, rows: Tensor, sample: Optional[Tensor], num_samples: int
+) -> Tensor:
+    if not isinstance(module, DropPath):
+        return rows
+    return drop_path_rows(
+        rows, sample, num_samples, module.drop_prob, module.training, module.scale_by_keep
+    )
+
+
+def _heads(qkv: Tensor, attn: Attention) -> Tuple[Tensor, Tensor, Tensor]:
+    q, k, v = rearrange(qkv, "n l (three h d) -> three n h l d", three=3, h=attn.num_heads)
+    return attn.q_norm(q), attn.k_norm(k), v
+
+
+def temporal_attention(attn: Attention, x: Tensor, present: Tensor) -> Tensor:
+    """Attention over time at each spatial position, only over the frames where it is present.
+
+    Args:
+        attn: the block's ``temporal_attn``.
+        x: [R, D] normalised packed rows.
+        present: [B, T, S].
+    Returns:
+        [R, D] the attention output of every row, projected.
+    """
+    slot, valid = time_layout(present)
+    qkv = attn.qkv(x)
+    padded = qkv.new_zeros(valid.numel(), qkv.shape[-1]).index_copy(0, slot, qkv)
+    q, k, v = _heads(rearrange(padded, "(p t) e -> p t e", t=valid.shape[1]), attn)
+    dropout_p = attn.attn_drop.p if attn.training else 0.0
+    out = rearrange(attention(q, k, v, valid, dropout_p), "p h t d -> (p t) (h d)")[slot]
+    return attn.proj_drop(attn.proj(attn.norm(out)))
+
+
+def select_kept(
+    scores: Tensor, frame_valid: Tensor, present: Tensor, config: ATSConfig, mode: str
+) -> Tensor:
+    """The kept tokens of every frame, in the per-frame padded layout.
+
+    Args:
+        scores: [(B T), L] significance scores per frame (Eq. 3).
+        frame_valid: [(B T), L] the frames' present tokens.
+        present: [B, T, S].
+        config: budget and selector; mode: "frame" or "shared".
+    Returns:
+        [(B T), L] bool, a subset of ``frame_valid``.
+    """
+    if mode == "frame":
+        return select_tokens(scores, frame_valid, config)
+    grid = scores.new_zeros(present.shape).masked_scatter(present, scores[frame_valid])
+    grid = grid / grid.sum(-1, keepdim=True).clamp_min(torch.finfo(grid.dtype).tiny)
+    # frames share their positions in this mode, so the positions count is the per-frame count
+    keep = select_tokens(grid.sum(1), present.any(1), config)
+    keep = keep[:, None, :] & present
+    return torch.zeros_like(frame_valid).masked_scatter(frame_valid, keep[present])
+
+
+def spatial_attention(
+    block: DividedSpaceTimeBlock,
+    cls: Tensor,
+    rows: Tensor,
+    present: Tensor,
+    config: Optional[ATSConfig],
+    mode: str,
+) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Attention within each frame, CLS copied into every frame; with ``config``, ATS.
+
+    Args:
+        block: the TimeSformer block; cls: [B, D]; rows: [R, D]; present: [B, T, S].
+    Returns:
+        cls_out: [B, D] the CLS output, averaged over the frames;
+        rows_out: [R', D] the outputs of the kept rows (all R rows without ATS);
+        keep: [R] bool, the kept rows, or None without ATS.
+    """
+    attn, t = block.attn, present.shape[1]
+    frame_valid = frame_layout(present)
+    frames, length = frame_valid.shape
+    qkv = torch.cat(
+        [
+            repeat(attn.qkv(block.norm1(cls)), "b e -> (b t) 1 e", t=t),
+            unpack(attn.qkv(block.norm1(rows)), frame_valid, (frames, length)),
+        ],
+        dim=1,
+    )
+    q, k, v = _heads(qkv, attn)
+    key_valid = F.pad(frame_valid, (1, 0), value=True)
+
+    query_valid, keep = key_valid, None
+    if config is not None:
+        scores = significance_scores(cls_attention(q[:, :, 0], k, key_valid), v, 1)
+        kept = select_kept(scores, frame_valid, present, config, mode)
+        query_rows, query_valid = kept_rows(kept, 1)
+        q = gather_rows(q.transpose(1, 2), query_rows).transpose(1, 2)
+        keep = kept[frame_valid]
+
+    dropout_p = attn.attn_drop.p if attn.training else 0.0
+    out = rearrange(attention(q, k, v, key_valid, dropout_p), "n h l d -> n l (h d)")
+    out = torch.cat([out[:, 0], pack(out[:, 1:], query_valid[:, 1:])])
+    out = attn.proj_drop(attn.proj(attn.norm(out)))
+    return reduce(out[:frames], "(b t) d -> b d", "mean", t=t), out[frames:], keep
+
+
+def block_forward(
+    block: DividedSpaceTimeBlock,
+    tokens: VideoTokens,
+    config: Optional[ATSConfig],
+    mode: str = "frame",
+) -> VideoTokens:
+    """One TimeSformer block on packed tokens; with ``config``, ATS in its spatial attention."""
+    cls, rows, present = tokens.cls, tokens.rows, tokens.present
+    batch = len(cls)
+    # stochastic depth needs each row's clip; it runs only in training
+    sample = _row_samples(present) if block.training else None
+
+    res = temporal_attention(block.temporal_attn, block.temporal_norm1(rows), present)
+    rows = rows + block.temporal_fc(_drop_path(block.drop_path, res, sample, batch))
+
+    cls_res, rows_res, keep = spatial_attention(block, cls, rows, present, config, mode)
+    if keep is not None:
+        rows = rows[keep]
+        present = present.masked_scatter(present, keep)
+        sample = None if sample is None else sample[keep]
+    if sample is not None:
+        sample = torch.cat([torch.arange(batch, device=sample.device), sample])
+
+    x = torch.cat([cls, rows])
+    x = x + _drop_path(block.drop_path, torch.cat([cls_res, rows_res]), sample, batch)
+    x = x + _drop_path(block.drop_path, block.mlp(block.norm2(x)), sample, batch)
+    return VideoTokens(x[:batch], x[batch:], present)
+
+
+def kept_record(block: int, present: Tensor, grid: Tuple[int, int]) -> KeptVideoTokens:
+    """The :class:`KeptVideoTokens` of a [B, T, S] presence grid with patch grid (h, w)."""
+    h, w = grid
+    s = h * w
+    index, valid = kept_rows(rearrange(present, "b t s -> b (t s)"), 0)
+    positions = torch.stack([index // s, index % s // w, index % w], dim=-1)
+    return KeptVideoTokens(
+        block=block,
+        count=present.sum(-1),
+        mask=rearrange(present, "b t (h w) -> b t h w", h=h),
+        positions=positions.masked_fill(~valid[..., None], -1),
+    )
+
+
+class ATSTimeSformerMixin:
+    """Replaces TimeSformer's ``forward_features`` by an ATS-aware one.
+
+    ``forward_features`` returns [B, 1 + T*S, D] as the plain model does, with zero rows at the
+    dropped tokens. After each forward, ``model.ats_kept`` lists a :class:`KeptVideoTokens` per
+    ATS block.
+    """
+
+    ats_blocks: Dict[int, ATSConfig]
+    ats_mode: str
+    ats_kept: List[KeptVideoTokens]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.embed(x)
+        batch, t, grid = len(x), self.num_frames, self.patch_embed.grid_size
+        present = x.new_ones(batch, t, grid[0] * grid[1], dtype=torch.bool)
+        tokens = VideoTokens(x[:, 0], rearrange(x[:, 1:], "b l d -> (b l) d"), present)
+        kept = []
+        for i, block in enumerate(self.blocks):
+            config = self.ats_blocks.get(i)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                tokens = checkpoint(
+                    block_forward, block, tokens, config, self.ats_mode, use_reentrant=False
+                )
+            else:
+                tokens = block_forward(block, tokens, config, self.ats_mode)
+            if config is not None:
+                kept.append(kept_record(i, tokens.present, grid))
+        self.ats_kept = kept
+        x = self.norm(torch.cat([tokens.cls, tokens.rows]))
+        patches = unpack(
+            x[batch:], rearrange(tokens.present, "b t s -> b (t s)"), (batch, present[0].numel())
+        )
+        return torch.cat([x[:batch, None], patches], dim=1)
+
+
+def apply_ats_timesformer(
+    model: TimeSformer, configs: Dict[int, ATSConfig], mode: str = "frame"
+) -> TimeSformer:
+    """Puts ATS into the spatial attention of the blocks named in ``configs``, in place."""
+    if mode not in ("frame", "shared"):
+        raise ValueError(f"TimeSformer ATS mode must be 'frame' or 'shared', got {mode!r}")
+    # every block runs on packed tokens once ATS is in, not only the ATS blocks
+    for i, block in enumerate(model.blocks):
+        if (
+            type(block) is not DividedSpaceTimeBlock
+            or getattr(block.attn, "gate", None) is not None
+        ):
+            raise ValueError(
+                f"block {i} is a {type(block).__name__}; ATS supports DividedSpaceTimeBlock "
+                "with timm's plain Attention"
+            )
+    if not isinstance(model, ATSTimeSformerMixin):
+        model.__class__ = type(f"ATS{type(model).__name__}", (ATSTimeSformerMixin, type(model)), {})
+    model.ats_blocks = configs
+    model.ats_mode = mode
+    model.ats_kept = []
+    return model
