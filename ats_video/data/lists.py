@@ -1,0 +1,153 @@
+"""Video lists: ``path label`` files, class-name maps and folder-per-class trees.
+
+A list line is a video path and a label, separated by a space (PySlowFast) or a comma (the
+official ATS code). The label is the line's last field, since Kinetics class folders hold
+spaces ("riding a bike/abc_000010_000020.mp4 273"). A label is a class index or, given a
+class-name map, a class name. Paths are relative to a prefix unless absolute.
+
+The folder-per-class layout is PyTorchVideo's ``LabeledVideoPaths.from_directory``:
+``root/<class name>/<video>``, classes indexed in sorted order unless a class map is given.
+
+NOTE: PyTorchVideo's ``LabeledVideoPaths`` reads only whitespace-separated integer labels,
+fails with a bare ``ValueError`` on a bad line and finds only .mp4 and .avi in folders; these
+readers name the file and line of every error and accept the containers Kinetics ships in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+SEPARATORS = ("auto", " ", ",")
+
+
+class VideoRecord(NamedTuple):
+    """A labelled video: its path (prefix applied) and class index."""
+
+    path: str
+    label: int
+
+
+def read_class_names(path: str) -> list[str]:
+    """Reads a class-name map: a JSON list of names or ``{name: index}`` (SlowFast classids.json).
+
+    Returns:
+        the class names in index order.
+    """
+    with open(path) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if isinstance(data, list) and all(isinstance(name, str) for name in data):
+        names = data
+    elif isinstance(data, dict) and all(isinstance(i, int) for i in data.values()):
+        if sorted(data.values()) != list(range(len(data))):
+            raise ValueError(f"{path}: class indices must be 0..{len(data) - 1}, each once")
+        names = sorted(data, key=data.get)
+    else:
+        raise ValueError(f"{path}: expected a list of class names or a {{name: index}} object")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: a class name occurs twice")
+    return names
+
+
+def read_video_list(
+    path: str,
+    *,
+    prefix: str = "",
+    separator: str = "auto",
+    class_names: Sequence[str] | None = None,
+) -> list[VideoRecord]:
+    """Reads a ``path label`` list.
+
+    Args:
+        path: the list file. Blank lines are skipped.
+        prefix: directory the listed paths are relative to.
+        separator: " " (any whitespace), "," or "auto": a comma if the first line holds one,
+            whitespace otherwise.
+        class_names: class names in index order. With it, labels may be names as well as
+            indices, and indices are checked against its length.
+
+    Raises:
+        ValueError: naming the file and line of a line without a label, an unknown class name
+            or an index out of range; or an empty list.
+    """
+    if separator not in SEPARATORS:
+        raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
+    class_index = {name: i for i, name in enumerate(class_names or [])}
+    name = os.path.basename(path)
+    records = []
+    with open(path) as f:
+        lines = [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
+    if separator == "auto" and lines:
+        separator = "," if "," in lines[0][1] else " "
+    for line_number, line in lines:
+        where = f"{name} line {line_number}"
+        fields = line.rsplit(None if separator == " " else ",", 1)
+        if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+            sep = "space" if separator == " " else "comma"
+            raise ValueError(f"{where}: expected 'path label' ({sep}-separated), got {line!r}")
+        video, label = fields[0].strip(), fields[1].strip()
+        records.append(VideoRecord(os.path.join(prefix, video), _label(label, class_index, where)))
+    if not records:
+        raise ValueError(f"{path}: the list holds no videos")
+    return records
+
+
+def _label(text: str, class_index: dict[str, int], where: str) -> int:
+    if text.isdigit():
+        label = int(text)
+        if class_index and label >= len(class_index):
+            raise ValueError(f"{where}: label {label} out of range for {len(class_index)} classes")
+        return label
+    if not class_index:
+        raise ValueError(f"{where}: label {text!r} is not a class index; give a class-name map")
+    if text not in class_index:
+        raise ValueError(f"{where}: unknown class {text!r} (not in the class-name map)")
+    return class_index[text]
+
+
+def scan_class_folders(root: str, *, class_names: Sequence[str] | None = None) -> list[VideoRecord]:
+    """Lists the videos of a folder-per-class tree ``root/<class name>/.../<video>``.
+
+    Classes are indexed in sorted order, or by ``class_names`` when given (every folder must
+    then be a known class). Videos are found by extension (``VIDEO_EXTENSIONS``) at any depth.
+    """
+    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if class_names is None:
+        class_names = folders
+    class_index = {name: i for i, name in enumerate(class_names)}
+    unknown = [f for f in folders if f not in class_index]
+    if unknown:
+        raise ValueError(f"{root}: folders not in the class-name map: {unknown[:5]}")
+    records = []
+    for folder in folders:
+        for directory, subdirs, files in os.walk(os.path.join(root, folder)):
+            subdirs.sort()
+            records += [
+                VideoRecord(os.path.join(directory, file), class_index[folder])
+                for file in sorted(files)
+                if file.lower().endswith(VIDEO_EXTENSIONS)
+            ]
+    if not records:
+        raise ValueError(f"{root}: no videos ({', '.join(VIDEO_EXTENSIONS)}) in class folders")
+    return records
+
+
+def load_videos(
+    source: str,
+    *,
+    prefix: str = "",
+    separator: str = "auto",
+    class_names: Sequence[str] | None = None,
+) -> list[VideoRecord]:
+    """A list file (:func:`read_video_list`) or a class-folder tree (:func:`scan_class_folders`)."""
+    if os.path.isfile(source):
+        return read_video_list(source, prefix=prefix, separator=separator, class_names=class_names)
+    if os.path.isdir(source):
+        return scan_class_folders(source, class_names=class_names)
+    raise FileNotFoundError(f"{source}: no such list file or class-folder directory")

@@ -1,0 +1,121 @@
+"""Video lists, class-name maps and class-folder trees."""
+
+import json
+import os
+import re
+
+import pytest
+
+import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
+from ats_video.data.lists import (
+    VideoRecord,
+    load_videos,
+    read_class_names,
+    read_video_list,
+    scan_class_folders,
+)
+
+CLASSES = ["abseiling", "riding a bike", "zumba"]
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "text, separator",
+    [
+        ("a/x.mp4 0\nriding a bike/y z.mp4 1\n\n", "auto"),
+        ("a/x.mp4,0\nriding a bike/y z.mp4,1\n", "auto"),
+        ("a/x.mp4\t0\nriding a bike/y z.mp4   1\n", " "),
+        ("a/x.mp4 , 0\nriding a bike/y z.mp4,1\n", ","),
+    ],
+)
+def test_space_and_comma_lists_with_spaces_in_paths(tmp_path, text, separator):
+    path = write(tmp_path / "train.csv", text)
+    videos = read_video_list(path, prefix="/data", separator=separator)
+    assert videos == [
+        VideoRecord("/data/a/x.mp4", 0),
+        VideoRecord("/data/riding a bike/y z.mp4", 1),
+    ]
+
+
+def test_absolute_paths_ignore_the_prefix(tmp_path):
+    path = write(tmp_path / "l.csv", "/abs/v.mp4 2\n")
+    assert read_video_list(path, prefix="/data") == [VideoRecord("/abs/v.mp4", 2)]
+
+
+def test_class_name_labels(tmp_path):
+    path = write(tmp_path / "val.csv", "a.mp4,riding a bike\nb.mp4,2\n")
+    videos = read_video_list(path, class_names=CLASSES)
+    assert [v.label for v in videos] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "text, class_names, message",
+    [
+        (
+            "a.mp4 0\nb.mp4\n",
+            None,
+            "train.csv line 2: expected 'path label' (space-separated), got 'b.mp4'",
+        ),
+        ("a.mp4,0\n,3\n", None, "train.csv line 2: expected 'path label' (comma-separated)"),
+        (
+            "a.mp4 0\n\nb.mp4 dancing\n",
+            None,
+            "train.csv line 3: label 'dancing' is not a class index",
+        ),
+        ("a.mp4,dancing\n", CLASSES, "train.csv line 1: unknown class 'dancing'"),
+        ("a.mp4 3\n", CLASSES, "train.csv line 1: label 3 out of range for 3 classes"),
+        ("\n\n", None, "holds no videos"),
+    ],
+)
+def test_bad_lines_name_file_and_line(tmp_path, text, class_names, message):
+    path = write(tmp_path / "train.csv", text)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_video_list(path, class_names=class_names)
+
+
+def test_unknown_separator(tmp_path):
+    with pytest.raises(ValueError, match="separator"):
+        read_video_list(write(tmp_path / "l.csv", "a 0\n"), separator=";")
+
+
+def test_class_maps(tmp_path):
+    as_dict = write(
+        tmp_path / "classids.json", json.dumps({"zumba": 2, "abseiling": 0, "riding a bike": 1})
+    )
+    as_list = write(tmp_path / "names.json", json.dumps(CLASSES))
+    assert read_class_names(as_dict) == CLASSES
+    assert read_class_names(as_list) == CLASSES
+    gap = write(tmp_path / "gap.json", json.dumps({"a": 0, "b": 2}))
+    with pytest.raises(ValueError, match="gap.json: class indices must be 0..1"):
+        read_class_names(gap)
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        read_class_names(write(tmp_path / "bad.json", "{"))
+
+
+def test_class_folders(tmp_path):
+    for name in ["zumba/b.mp4", "abseiling/x/a.webm", "abseiling/c.mp4", "abseiling/notes.txt"]:
+        write(tmp_path / "train" / name, "")
+    videos = scan_class_folders(str(tmp_path / "train"))
+    root = str(tmp_path / "train")
+    assert videos == [
+        VideoRecord(f"{root}/abseiling/c.mp4", 0),
+        VideoRecord(f"{root}/abseiling/x/a.webm", 0),
+        VideoRecord(f"{root}/zumba/b.mp4", 1),
+    ]
+    assert scan_class_folders(root, class_names=CLASSES)[-1].label == 2
+    with pytest.raises(ValueError, match="not in the class-name map"):
+        scan_class_folders(root, class_names=["zumba"])
+    assert load_videos(root) == videos
+
+
+def test_load_videos_dispatch(tmp_path):
+    path = write(tmp_path / "l.csv", "a.mp4 0\n")
+    assert load_videos(path, prefix="p") == [VideoRecord("p/a.mp4", 0)]
+    with pytest.raises(FileNotFoundError, match="nothing.csv: no such list file"):
+        load_videos(str(tmp_path / "nothing.csv"))

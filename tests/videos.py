@@ -1,0 +1,67 @@
+"""Tiny test videos written with PyAV, and broken ones.
+
+A "counter" video shows its frame number: frame i is a flat grey of level ``LEVEL_STEP * i``
+in red and blue, so a decoded frame (or a normalised crop of it) tells which frame it was; green
+ramps from 0 at the left to 255 at the right (or top to bottom for portrait videos), so a crop
+tells where it was taken.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ats_video.data.video_io import write_video
+
+LEVEL_STEP = 6
+MAX_COUNTER_FRAMES = 256 // LEVEL_STEP
+
+
+def counter_frames(num_frames: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """uint8 (T, H, W, 3) frames whose red/blue level encodes the frame number."""
+    if num_frames > MAX_COUNTER_FRAMES:
+        raise ValueError(f"at most {MAX_COUNTER_FRAMES} counter frames")
+    frames = np.zeros((num_frames, height, width, 3), np.uint8)
+    frames[..., 0] = frames[..., 2] = (np.arange(num_frames) * LEVEL_STEP)[:, None, None]
+    long_axis = np.linspace(0, 255, max(height, width))
+    frames[..., 1] = long_axis[None, :] if width >= height else long_axis[:, None]
+    return frames
+
+
+def write_counter_video(path: str, num_frames: int = 40, height: int = 48, width: int = 64) -> str:
+    """Writes a counter video (near-lossless, so levels survive) and returns its path."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write_video(path, counter_frames(num_frames, height, width), fps=30, crf=0)
+    return path
+
+
+def frame_numbers(video: torch.Tensor, mean=(0.0,) * 3, std=(1.0,) * 3) -> list[int]:
+    """Frame numbers of a (C, T, H, W) float video normalised with ``mean``/``std`` from [0, 1]."""
+    red = video[0] * std[0] + mean[0]
+    return (red.mean(dim=(1, 2)) * 255 / LEVEL_STEP).round().long().tolist()
+
+
+def frame_numbers_uint8(frames: torch.Tensor) -> list[int]:
+    """Frame numbers of uint8 frames (T, H, W, C)."""
+    return (frames[..., 0].float().mean(dim=(1, 2)) / LEVEL_STEP).round().long().tolist()
+
+
+def write_broken_video(path: str, kind: str, valid_source: str | None = None) -> str:
+    """Writes an unusable file: "empty", "garbage" (random bytes) or "truncated" (first half of
+    ``valid_source``). "missing" writes nothing."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if kind == "empty":
+        open(path, "wb").close()
+    elif kind == "garbage":
+        with open(path, "wb") as f:
+            f.write(np.random.default_rng(0).bytes(4096))
+    elif kind == "truncated":
+        with open(valid_source, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+    elif kind != "missing":
+        raise ValueError(kind)
+    return path
