@@ -8,3 +8,4 @@ from ats_video.models.timesformer import (
     timesformer_hr_16x448,
     timesformer_l_96x224,
 )
+from ats_video.models.xvit import XViT, xvit, xvit_base_16x224_k600

@@ -27,7 +27,7 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as timm_vit_filter_fn
 from torch import Tensor, nn
 
-from ats_video.models import timesformer
+from ats_video.models import timesformer, xvit
 
 _logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def _families() -> List[Tuple[type, Callable[[StateDict, nn.Module], StateDict]]
     """(model class, checkpoint-mapping function) of every model family, most specific first."""
     return [
         (timesformer.TimeSformer, timesformer.checkpoint_filter_fn),
+        (xvit.XViT, xvit.checkpoint_filter_fn),
         (VisionTransformer, _vit_filter_fn),
     ]
 
