@@ -12,8 +12,10 @@ from torch import nn
 
 from ats_video.ats import ATSConfig, Budget
 from ats_video.models.timesformer import TimeSformer
+from ats_video.models.xvit import XViT
 from ats_video.patch.timesformer import apply_ats_timesformer
 from ats_video.patch.vit import apply_ats_vit
+from ats_video.patch.xvit import apply_ats_xvit
 
 DEFAULT_K = 1.0  # K = N in every ATS block: the paper's default, reduction from duplicates alone
 MODES = ("frame", "shared")
@@ -36,6 +38,7 @@ _FAMILIES: List[Family] = [
         apply_ats_timesformer,
         ("frame", "shared"),
     ),
+    Family(XViT, lambda depth: tuple(range(3, depth)), apply_ats_xvit, ("frame", "shared")),
 ]
 
 
@@ -50,8 +53,9 @@ def apply_ats(
     """Puts ATS into the given 0-indexed ``blocks`` of ``model`` and returns the model.
 
     Args:
-        model: a timm VisionTransformer / DeiT (plain or distilled), or a TimeSformer.
-        blocks: the ATS blocks; default the paper's (DeiT: 3 to the last; TimeSformer: 3 to 5).
+        model: a timm VisionTransformer / DeiT (plain or distilled), a TimeSformer or an XViT.
+        blocks: the ATS blocks; default the paper's (DeiT and XViT: 3 to the last; TimeSformer:
+            3 to 5).
         k: the budget K per ATS block: an int, or a float ratio rho of the tokens entering the
             block, K = max(floor(rho * N + 0.5), 8). The default 1.0 is K = N.
         mode: for video, "frame" (each frame keeps its own tokens) or "shared" (one set of
