@@ -11,7 +11,7 @@ setup(
     install_requires=[
         "torch>=2.1",
         "torchvision",
-        "timm>=1.0",
+        "timm>=1.0.15",
         "pytorchvideo>=0.1.5",
         "av",
         "decord",

@@ -321,3 +321,14 @@ def test_bad_arguments_are_named():
         apply_ats(VisionTransformer(**TINY, global_pool="avg"), [3])
     with pytest.raises(TypeError, match="Linear"):
         apply_ats(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("cls", [VisionTransformer, VisionTransformerDistilled])
+def test_without_ats_blocks_the_model_is_unchanged(cls):
+    model = tiny_model(cls)
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = model(images)
+        got = apply_ats(model, blocks=[])(images)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert model.ats_kept == []
