@@ -22,7 +22,8 @@ from typing import Callable, Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from timm.layers import DropPath
+from torch import Tensor, nn
 
 Budget = Union[int, float]
 
@@ -243,3 +244,23 @@ def drop_path_rows(rows: Tensor, sample: Tensor, num_samples: int, drop_prob: fl
     if scale_by_keep and keep_prob > 0.0:
         keep = keep / keep_prob
     return rows * keep[sample, None]
+
+
+def drop_path(module: nn.Module, rows: Tensor, sample: Tensor, num_samples: int) -> Tensor:
+    """A block's stochastic-depth module (timm ``DropPath`` or ``Identity``) on packed rows.
+
+    Args:
+        module: the block's drop-path module, whose ``drop_prob``, ``scale_by_keep`` and
+            ``training`` apply.
+        rows, sample, num_samples: as for :func:`drop_path_rows`.
+    """
+    if not isinstance(module, DropPath):
+        return rows
+    return drop_path_rows(rows, sample, num_samples, module.drop_prob, module.training, module.scale_by_keep)
+
+
+def row_samples(x: Tensor, valid: Optional[Tensor]) -> Tensor:
+    """[R] the sample (index along B) of each row of ``pack(x, valid)``, x being [B, L, ...]."""
+    batch, length = x.shape[:2]
+    index = torch.arange(batch, device=x.device)[:, None, None].expand(batch, length, 1)
+    return pack(index, valid)[:, 0]

@@ -11,11 +11,15 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ats_video import apply_ats
 from ats_video.ats import (
+    drop_path,
     kept_rows,
+    pack,
+    row_samples,
     resolve_budget,
     sample_tokens,
     significance_scores,
     topk_tokens,
+    unpack,
 )
 
 TINY = dict(img_size=32, patch_size=4, embed_dim=48, depth=6, num_heads=3, num_classes=10)
@@ -332,3 +336,19 @@ def test_without_ats_blocks_the_model_is_unchanged(cls):
         got = apply_ats(model, blocks=[])(images)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
     assert model.ats_kept == []
+
+
+def test_stochastic_depth_drops_whole_samples():
+    torch.manual_seed(0)
+    model = VisionTransformer(**TINY, drop_path_rate=0.5)
+    apply_ats(model, ATS_BLOCKS, 0.5).train()
+    block = model.blocks[-1]
+    x = torch.randn(8, 10, TINY["embed_dim"])
+    valid = torch.arange(10) < torch.randint(1, 11, (8, 1))
+    rows = pack(x, valid)
+    dropped = drop_path(block.drop_path1, torch.ones_like(rows), row_samples(x, valid), 8)
+    per_sample = unpack(dropped, valid, (8, 10))
+    for sample, mask in zip(per_sample, valid):
+        assert len(set(sample[mask].flatten().tolist())) == 1  # one draw for all its rows
+    assert set(dropped.unique().tolist()) == {0.0, 1 / (1 - block.drop_path1.drop_prob)}
+    model(torch.randn(4, 3, 32, 32)).sum().backward()  # trains with dropped paths

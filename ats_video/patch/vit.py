@@ -22,9 +22,11 @@ from ats_video.ats import (
     ATSConfig,
     attention,
     cls_attention,
+    drop_path,
     gather_rows,
     kept_rows,
     pack,
+    row_samples,
     select_tokens,
     significance_scores,
     unpack,
@@ -81,8 +83,10 @@ def block_forward(block: Block, tokens: Tokens, num_prefix_tokens: int, config: 
     dropout_p = attn.attn_drop.p if attn.training else 0.0
     out = rearrange(attention(q, k, v, valid, dropout_p), "b h l d -> b l (h d)")
     out = attn.proj_drop(attn.proj(attn.norm(pack(out, rows_valid))))
-    h = pack(x, rows_valid) + block.drop_path1(block.ls1(out))
-    h = h + block.drop_path2(block.ls2(block.mlp(block.norm2(h))))
+    # stochastic depth draws once per sample, not once per packed row
+    sample = row_samples(x, rows_valid) if attn.training else None
+    h = pack(x, rows_valid) + drop_path(block.drop_path1, block.ls1(out), sample, batch)
+    h = h + drop_path(block.drop_path2, block.ls2(block.mlp(block.norm2(h))), sample, batch)
     return Tokens(unpack(h, rows_valid, x.shape[:2]), rows_valid, patch_index)
 
 
