@@ -277,6 +277,23 @@ def test_batch_results_equal_single_clip_results(tmp_path, mode):
         assert counts[-1].shape == (len(x), TINY["num_frames"]) and (counts[-1] <= 8).all()
 
 
+@pytest.mark.parametrize("mode", ["frame", "shared"])
+def test_ats_that_drops_nothing_changes_nothing(mode):
+    """No ATS blocks, or a budget far above the token count: the padded path gives the plain logits."""
+    torch.manual_seed(0)
+    model = xvit(**TINY).eval()  # the default init attends evenly: every token gets a real share
+    x = clips(2)
+    with torch.no_grad():
+        plain = model(x)
+        apply_ats(model, (), mode=mode)
+        none = model(x)
+        apply_ats(model, ATS_BLOCKS, 1000, mode=mode)
+        everything = model(x)
+    assert all((r.count == 16).all() for r in model.ats_kept)
+    torch.testing.assert_close(none, plain, rtol=0, atol=0)
+    torch.testing.assert_close(everything, plain, rtol=1e-5, atol=1e-6)
+
+
 def test_shift_pairs_tokens_by_position_and_zero_fills_dropped_tokens():
     attn = MixingAttention(16, 2, num_frames=2, shift_div=8)  # fold 2: channels 0-1 from t+1, 2-3 from t-1
     s = 4
