@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# Sorted, as Kinetics class indices are.
 SYNTHETIC_CLASSES = (
-    "moving right",
-    "moving left",
-    "moving down",
-    "moving up",
-    "circling clockwise",
     "circling anticlockwise",
+    "circling clockwise",
     "growing",
+    "moving down",
+    "moving left",
+    "moving right",
+    "moving up",
     "shrinking",
 )
 SHAPES = ("disk", "square", "diamond")

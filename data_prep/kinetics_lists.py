@@ -1,0 +1,174 @@
+"""Writes Kinetics video lists and the class map from the official annotation CSVs.
+
+Reads the annotation CSVs (columns label, youtube_id, time_start, time_end, split, and maybe
+is_cc; Kinetics-400/600/700 all use them) and finds each clip on disk under --videos by its
+name `<youtube_id>_<start:06d>_<end:06d>.<ext>`, in a flat folder or in class (and split)
+folders. Writes into --out:
+
+    train.csv, val.csv, test.csv   `relative/path label` per line (space-separated; the label,
+                                   a class index, is the last field), paths relative to --videos;
+                                   test.csv only where the test annotations carry labels
+    classids.json                  {class name: index}, names sorted (or as --classes gives them)
+    missing_<split>.txt            clips listed in the annotations but not found on disk
+
+Then train with DATA.PATH_TO_DATA_DIR <out> DATA.PATH_PREFIX <videos>. Safe to run again: the
+outputs are rewritten only where they change.
+"""
+
+# ruff: noqa: I001
+import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections import defaultdict
+
+from tqdm import tqdm
+
+from ats_video.data.lists import VIDEO_EXTENSIONS, read_class_names
+
+SPLIT_NAMES = {
+    "train": "train",
+    "val": "val",
+    "validate": "val",
+    "validation": "val",
+    "test": "test",
+}
+REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end", "split")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--annotations", nargs="+", required=True, help="official annotation CSVs")
+    parser.add_argument("--videos", required=True, help="directory holding the clips")
+    parser.add_argument("--out", required=True, help="directory for the lists and class map")
+    parser.add_argument(
+        "--classes",
+        help="class map (JSON list or {name: index}) to use instead of the sorted labels",
+    )
+    return parser.parse_args(argv)
+
+
+def read_annotations(paths: list[str]) -> list[dict]:
+    """Rows of all CSVs, with their ``clip`` name, ``split`` in SPLIT_NAMES and source line."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise SystemExit(
+                    f"{path}: no column {', '.join(missing)} (found {reader.fieldnames})"
+                )
+            for row in reader:
+                where = f"{os.path.basename(path)} line {reader.line_num}"
+                split = SPLIT_NAMES.get(row["split"].strip().lower())
+                if split is None:
+                    raise SystemExit(f"{where}: unknown split {row['split']!r}")
+                try:
+                    start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+                except ValueError:
+                    raise SystemExit(
+                        f"{where}: time_start/time_end are not numbers: {row}"
+                    ) from None
+                rows.append(
+                    {
+                        "clip": f"{row['youtube_id']}_{start:06d}_{end:06d}",
+                        "label": (row.get("label") or "").strip(),
+                        "split": split,
+                        "where": where,
+                    }
+                )
+    return rows
+
+
+def find_clips(root: str) -> tuple[dict[str, str], list[str]]:
+    """Maps each clip name (file name without extension) under ``root`` to its relative path;
+    also returns the names found more than once (the first in sorted order is kept)."""
+    clips, duplicates = {}, []
+    progress = tqdm(desc=f"scanning {root}", unit=" files")
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for file in sorted(files):
+            progress.update()
+            stem, ext = os.path.splitext(file)
+            if ext.lower() not in VIDEO_EXTENSIONS or file.startswith("."):
+                continue
+            if stem in clips:
+                duplicates.append(stem)
+                continue
+            clips[stem] = os.path.relpath(os.path.join(directory, file), root)
+    progress.close()
+    return clips, duplicates
+
+
+def write_if_changed(path: str, text: str) -> str:
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return "unchanged"
+    with open(path + ".partial", "w") as f:
+        f.write(text)
+    os.replace(path + ".partial", path)
+    return "written"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    rows = read_annotations(args.annotations)
+    labelled = [r for r in rows if r["label"]]
+    if args.classes:
+        names = read_class_names(args.classes)
+    else:
+        names = sorted({r["label"] for r in labelled})
+    class_index = {name: i for i, name in enumerate(names)}
+    for row in labelled:
+        if row["label"] not in class_index:
+            raise SystemExit(f"{row['where']}: class {row['label']!r} is not in {args.classes}")
+    clips, duplicates = find_clips(args.videos)
+    if duplicates:
+        print(f"{len(duplicates)} clips found more than once, e.g. {duplicates[0]}; kept the first")
+
+    os.makedirs(args.out, exist_ok=True)
+    lines, missing, unlabelled = defaultdict(list), defaultdict(list), defaultdict(int)
+    for row in tqdm(rows, desc="matching clips", unit=" clips"):
+        if not row["label"]:
+            unlabelled[row["split"]] += 1
+        elif row["clip"] in clips:
+            lines[row["split"]].append(f"{clips[row['clip']]} {class_index[row['label']]}\n")
+        else:
+            missing[row["split"]].append(f"{row['clip']}\t{row['label']}\n")
+
+    status = write_if_changed(
+        os.path.join(args.out, "classids.json"),
+        json.dumps(class_index, indent=1, ensure_ascii=False) + "\n",
+    )
+    print(f"classids.json: {len(names)} classes ({status})")
+    for split in ("train", "val", "test"):
+        if unlabelled[split]:
+            print(f"{split}: {unlabelled[split]} annotations without labels, not listed")
+        if not lines[split] and not missing[split]:
+            continue
+        status = write_if_changed(os.path.join(args.out, f"{split}.csv"), "".join(lines[split]))
+        print(f"{split}.csv: {len(lines[split])} clips ({status})", end="")
+        missing_path = os.path.join(args.out, f"missing_{split}.txt")
+        if missing[split]:
+            write_if_changed(missing_path, "".join(missing[split]))
+            example = missing[split][0].split("\t")[0]
+            print(
+                f"; {len(missing[split])} missing on disk, e.g. {example}, listed in {missing_path}"
+            )
+        else:
+            if os.path.exists(missing_path):
+                os.remove(missing_path)
+            print("; none missing")
+    print(f"use: DATA.PATH_TO_DATA_DIR {args.out} DATA.PATH_PREFIX {args.videos}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

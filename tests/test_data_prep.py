@@ -1,0 +1,246 @@
+"""The data_prep scripts, run in-process on files the tests write."""
+
+import importlib.util
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from videos import write_broken_video, write_counter_video
+
+import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
+from ats_video.build import build_dataset
+from ats_video.config import get_cfg
+from ats_video.data.imagenet import ImageNetFolder
+from ats_video.data.lists import read_class_names, read_video_list
+from ats_video.data.synthetic import SYNTHETIC_CLASSES, render_action
+from ats_video.data.video_io import count_frames, read_frames
+
+DATA_PREP = os.path.join(os.path.dirname(__file__), "..", "data_prep")
+SCRIPTS = [
+    "synthetic_kinetics",
+    "kinetics_lists",
+    "check_videos",
+    "resize_videos",
+    "imagenet_val_dirs",
+]
+
+
+def script(name):
+    """The script as a module; registered so its worker processes can find its functions."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(DATA_PREP, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit:
+        script(name).main(["--help"])
+    assert exit.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+SYNTHETIC_ARGS = ["--classes", "3", "--train-per-class", "2", "--val-per-class", "1",
+                  "--frames", "16", "--size", "64x48", "--workers", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("synthetic"))
+    assert script("synthetic_kinetics").main(["--out", out, *SYNTHETIC_ARGS]) == 0
+    return out
+
+
+def test_synthetic_kinetics_layout_and_rerun(synthetic, capsys):
+    assert read_class_names(os.path.join(synthetic, "classids.json")) == list(SYNTHETIC_CLASSES[:3])
+    train = read_video_list(os.path.join(synthetic, "train.csv"), prefix=synthetic)
+    val = read_video_list(os.path.join(synthetic, "val.csv"), prefix=synthetic)
+    assert [v.label for v in train] == [0, 0, 1, 1, 2, 2] and len(val) == 3
+    assert re.fullmatch(r"[A-Za-z0-9_-]{11}_\d{6}_\d{6}\.mp4", os.path.basename(train[0].path))
+    assert f"/train/{SYNTHETIC_CLASSES[0]}/" in train[0].path
+    assert count_frames(train[0].path) == 16
+    mtime = os.path.getmtime(train[0].path)
+    capsys.readouterr()
+    assert script("synthetic_kinetics").main(["--out", synthetic, *SYNTHETIC_ARGS]) == 0
+    assert "9 videos (9 already there)" in capsys.readouterr().out
+    assert os.path.getmtime(train[0].path) == mtime
+    assert script("synthetic_kinetics").main(["--out", synthetic, "--frames", "8"]) == 1
+
+
+def test_synthetic_actions_are_deterministic_and_move():
+    a = render_action(SYNTHETIC_CLASSES.index("moving right"), seed=[1], clutter=0)
+    assert np.array_equal(
+        a, render_action(SYNTHETIC_CLASSES.index("moving right"), seed=[1], clutter=0)
+    )
+    background = a[0, 0, 0].astype(int)
+    columns = [
+        np.nonzero((np.abs(f.astype(int) - background).sum(-1) > 30).any(0))[0].mean() for f in a
+    ]
+    assert columns[-1] - columns[0] > 0.4 * a.shape[2]  # the actor crossed much of the frame
+    shrinking = render_action(SYNTHETIC_CLASSES.index("shrinking"), seed=[1], clutter=0)
+    background = shrinking[0, 0, 0].astype(int)
+    areas = [(np.abs(f.astype(int) - background).sum(-1) > 30).sum() for f in shrinking]
+    assert areas[0] > 3 * areas[-1]
+
+
+def test_synthetic_dataset_through_build_dataset_and_loader(synthetic):
+    cfg = get_cfg()
+    overrides = {
+        "DATA.PATH_TO_DATA_DIR": synthetic,
+        "DATA.CLASS_NAMES_FILE": "classids.json",
+        "DATA.NUM_FRAMES": 4,
+        "DATA.SAMPLING_RATE": 4,
+        "DATA.TRAIN_JITTER_SCALES": [48, 56],
+        "DATA.TRAIN_CROP_SIZE": 48,
+        "DATA.TEST_CROP_SIZE": 48,
+    }
+    cfg.merge_from_list([x for item in overrides.items() for x in item])
+    loader = torch.utils.data.DataLoader(build_dataset(cfg, "train"), batch_size=3, num_workers=2)
+    batch = next(iter(loader))
+    assert batch["video"].shape == (3, 3, 4, 48, 48) and batch["num_replaced"].sum() == 0
+    test = build_dataset(cfg, "test")
+    assert len(test) == 9 and test[8]["usable"] and test[8]["label"] == 2
+
+
+def test_kinetics_lists_from_annotations(synthetic, tmp_path, capsys):
+    annotations = [os.path.join(synthetic, "annotations", f) for f in ["train.csv", "validate.csv"]]
+    out = str(tmp_path / "lists")
+    # A missing clip: hide the first training video from the scan.
+    train_lines = open(os.path.join(synthetic, "train.csv")).read().splitlines(keepends=True)
+    hidden = train_lines[0].rsplit(" ", 1)[0]
+    os.rename(os.path.join(synthetic, hidden), os.path.join(synthetic, hidden + ".hidden"))
+    try:
+        assert (
+            script("kinetics_lists").main(
+                ["--annotations", *annotations, "--videos", synthetic, "--out", out]
+            )
+            == 0
+        )
+    finally:
+        os.rename(os.path.join(synthetic, hidden + ".hidden"), os.path.join(synthetic, hidden))
+    printed = capsys.readouterr().out
+    assert "train.csv: 5 clips (written); 1 missing on disk" in printed
+    assert open(os.path.join(out, "train.csv")).read() == "".join(train_lines[1:])
+    assert (
+        open(os.path.join(out, "val.csv")).read() == open(os.path.join(synthetic, "val.csv")).read()
+    )
+    assert json.load(open(os.path.join(out, "classids.json"))) == json.load(
+        open(os.path.join(synthetic, "classids.json"))
+    )
+    assert os.path.basename(hidden)[:-4] in open(os.path.join(out, "missing_train.txt")).read()
+    assert (
+        script("kinetics_lists").main(
+            ["--annotations", *annotations, "--videos", synthetic, "--out", out]
+        )
+        == 0
+    )
+    assert "train.csv: 6 clips (written); none missing" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(out, "missing_train.txt"))
+    assert (
+        script("kinetics_lists").main(
+            ["--annotations", *annotations, "--videos", synthetic, "--out", out]
+        )
+        == 0
+    )
+    assert "train.csv: 6 clips (unchanged)" in capsys.readouterr().out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,youtube_id,time_start,time_end,split\nzumba,abc,1,11,holdout\n")
+    with pytest.raises(SystemExit, match="bad.csv line 2: unknown split 'holdout'"):
+        script("kinetics_lists").main(
+            ["--annotations", str(bad), "--videos", synthetic, "--out", out]
+        )
+
+
+def test_check_videos_writes_broken_and_clean_lists(tmp_path, monkeypatch, capsys):
+    good = write_counter_video(str(tmp_path / "v" / "good one.mp4"), 20)
+    write_broken_video(str(tmp_path / "v" / "garbage.mp4"), "garbage")
+    write_broken_video(str(tmp_path / "v" / "truncated.mp4"), "truncated", good)
+    listing = tmp_path / "val.csv"
+    listing.write_text("v/good one.mp4,0\nv/garbage.mp4,1\n\nv/missing.mp4,1\nv/truncated.mp4,2\n")
+    check_videos = script("check_videos")
+    assert check_videos.main([str(listing), "--workers", "2"]) == 0
+    assert "4 videos, 3 broken" in capsys.readouterr().out
+    assert (tmp_path / "val.clean.csv").read_text() == "v/good one.mp4,0\n"
+    broken = dict(
+        line.split("\t") for line in (tmp_path / "val.broken.txt").read_text().splitlines()
+    )
+    assert sorted(os.path.basename(p) for p in broken) == [
+        "garbage.mp4",
+        "missing.mp4",
+        "truncated.mp4",
+    ]
+    assert broken[str(tmp_path / "v" / "missing.mp4")] == "no such file"
+    # A second run decodes nothing: every result comes from the cache.
+    monkeypatch.setattr(check_videos, "count_frames", lambda *a, **k: pytest.fail("decoded again"))
+    assert check_videos.main([str(listing), "--workers", "2"]) == 0
+    assert (tmp_path / "val.clean.csv").read_text() == "v/good one.mp4,0\n"
+
+
+def test_resize_videos(tmp_path, capsys):
+    write_counter_video(str(tmp_path / "src" / "a" / "x.mp4"), 20, height=48, width=64)
+    write_counter_video(str(tmp_path / "src" / "portrait.mp4"), 10, height=64, width=48)
+    write_broken_video(str(tmp_path / "src" / "bad.mp4"), "garbage")
+    argv = [
+        "--src",
+        str(tmp_path / "src"),
+        "--dst",
+        str(tmp_path / "dst"),
+        "--short-side",
+        "32",
+        "--workers",
+        "2",
+    ]
+    assert script("resize_videos").main(argv) == 1
+    assert "3 videos: 2 resized, 0 already done, 1 failed" in capsys.readouterr().out
+    out = str(tmp_path / "dst" / "a" / "x.mp4")
+    assert read_frames(out, lambda n: [0]).shape == (1, 32, 42, 3) and count_frames(out) == 20
+    assert read_frames(str(tmp_path / "dst" / "portrait.mp4"), lambda n: [9]).shape == (
+        1,
+        42,
+        32,
+        3,
+    )
+    assert "bad.mp4\t" in (tmp_path / "dst" / "resize_failures.txt").read_text()
+    assert not os.path.exists(tmp_path / "dst" / "bad.mp4")
+    mtime = os.path.getmtime(out)
+    assert script("resize_videos").main(argv) == 1
+    assert "0 resized, 2 already done, 1 failed" in capsys.readouterr().out
+    assert os.path.getmtime(out) == mtime
+
+
+@pytest.mark.parametrize("kaggle", [True, False])
+def test_imagenet_val_dirs(tmp_path, kaggle, capsys):
+    val = tmp_path / "val"
+    os.makedirs(val)
+    names = [f"ILSVRC2012_val_0000000{i}.JPEG" for i in range(1, 5)]
+    for name in names:
+        Image.new("RGB", (32, 32)).save(val / name)
+    synsets = ["n01440764", "n01443537", "n01440764"]  # the fourth image has no label
+    if kaggle:
+        text = "ImageId,PredictionString\n" + "".join(
+            f"{n[:-5]},{s} 1 2 3 4 {s} 5 6 7 8\n" for n, s in zip(names, synsets)
+        )
+    else:
+        text = "".join(f"{n} {s}\n" for n, s in zip(names, synsets))
+    (tmp_path / "labels.txt").write_text(text)
+    argv = ["--val", str(val), "--labels", str(tmp_path / "labels.txt")]
+    assert script("imagenet_val_dirs").main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "3 images moved; 3 images in class folders" in printed
+        and "1 images have no label" in printed
+    )
+    assert sorted(os.listdir(val / "n01440764")) == [names[0], names[2]]
+    assert script("imagenet_val_dirs").main(argv) == 0
+    assert "0 images moved; 3 images in class folders" in capsys.readouterr().out
+    assert len(ImageNetFolder(str(tmp_path), split="val")) == 3
+    (tmp_path / "bad.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\n")
+    with pytest.raises(SystemExit, match="bad.txt line 1: expected 'image nXXXXXXXX'"):
+        script("imagenet_val_dirs").main(["--val", str(val), "--labels", str(tmp_path / "bad.txt")])
