@@ -49,20 +49,19 @@ def _vit_filter_fn(state_dict: StateDict, model: VisionTransformer) -> StateDict
     return out
 
 
-def _families() -> List[Tuple[type, Callable[[StateDict, nn.Module], StateDict]]]:
-    """(model class, checkpoint-mapping function) of every model family, most specific first."""
-    return [
-        (timesformer.TimeSformer, timesformer.checkpoint_filter_fn),
-        (xvit.XViT, xvit.checkpoint_filter_fn),
-        (VisionTransformer, _vit_filter_fn),
-    ]
+# (model class, checkpoint-mapping function) of every model family, most specific first
+_FAMILIES: List[Tuple[type, Callable[[StateDict, nn.Module], StateDict]]] = [
+    (timesformer.TimeSformer, timesformer.checkpoint_filter_fn),
+    (xvit.XViT, xvit.checkpoint_filter_fn),
+    (VisionTransformer, _vit_filter_fn),
+]
 
 
 def _family(model: nn.Module) -> Tuple[type, Callable[[StateDict, nn.Module], StateDict]]:
-    for cls, filter_fn in _families():
+    for cls, filter_fn in _FAMILIES:
         if isinstance(model, cls):
             return cls, filter_fn
-    names = ", ".join(cls.__name__ for cls, _ in _families())
+    names = ", ".join(cls.__name__ for cls, _ in _FAMILIES)
     raise TypeError(f"load_checkpoint does not know {type(model).__name__}; supported: {names}")
 
 

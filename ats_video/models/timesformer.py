@@ -165,9 +165,8 @@ class TimeSformer(nn.Module):
         self.pos_drop = nn.Dropout(drop_rate)
         self.time_drop = nn.Dropout(drop_rate)
 
-        rates = torch.linspace(
-            0, drop_path_rate, depth
-        ).tolist()  # stochastic depth grows with depth
+        # stochastic depth grows with depth; on the CPU so that a model can be built on "meta"
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             [
                 DividedSpaceTimeBlock(
