@@ -329,6 +329,19 @@ def test_training_step_reaches_every_parameter(tmp_path, mode):
     assert all(not torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
+def test_stochastic_depth_draws_per_frame_as_the_plain_model_does():
+    torch.manual_seed(0)
+    model = xvit(**{**TINY, "drop_path_rate": 0.5}).train()
+    x = clips(3)
+    torch.manual_seed(1)
+    plain = model(x)
+    apply_ats(model, ())  # the packed path, nothing dropped: the same random draws, frame by frame
+    torch.manual_seed(1)
+    torch.testing.assert_close(model(x), plain, rtol=0, atol=0)
+    torch.manual_seed(2)
+    assert not torch.equal(model(x), plain)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
     model, _ = loaded_model(tmp_path, "frame")
     x = clips(2)

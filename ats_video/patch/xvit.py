@@ -33,18 +33,18 @@ from typing import Dict, List, Optional
 
 import torch
 from einops import rearrange, reduce, repeat
-from timm.layers import DropPath
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ats_video.ats import (
     ATSConfig,
     attention,
     cls_attention,
-    drop_path_rows,
+    drop_path,
     gather_rows,
     kept_rows,
     pack,
+    row_samples,
     select_tokens,
     significance_scores,
     unpack,
@@ -101,16 +101,6 @@ def select_kept(scores: Tensor, valid: Optional[Tensor], num_frames: int, config
     return repeat(select_tokens(clip_scores, clip_valid, config), "b l -> (b t) l", t=num_frames)
 
 
-def _drop_path(module: nn.Module, rows: Tensor, valid: Optional[Tensor], shape: "tuple[int, int]") -> Tensor:
-    """Stochastic depth on packed rows, one draw per frame."""
-    if not isinstance(module, DropPath) or not module.training:
-        return rows
-    frames, length = shape
-    frame = (torch.arange(frames, device=rows.device).repeat_interleave(length) if valid is None
-             else valid.nonzero()[:, 0])
-    return drop_path_rows(rows, frame, frames, module.drop_prob, module.training, module.scale_by_keep)
-
-
 def block_forward(block: Block, tokens: Tokens, num_frames: int, num_positions: int,
                   config: Optional[ATSConfig], mode: str = "frame") -> Tokens:
     """One XViT block on per-frame padded rows; with ``config``, an ATS block (outputs for kept rows only)."""
@@ -133,8 +123,9 @@ def block_forward(block: Block, tokens: Tokens, num_frames: int, num_positions: 
     dropout_p = attn.attn_drop.p if attn.training else 0.0
     out = rearrange(attention(q, k, v, valid, dropout_p), "n h l c -> n l (h c)")
     out = attn.proj_drop(attn.proj(pack(out, rows_valid)))
-    h = pack(x, rows_valid) + _drop_path(block.drop_path, out, rows_valid, x.shape[:2])
-    h = h + _drop_path(block.drop_path, block.mlp(block.norm2(h)), rows_valid, x.shape[:2])
+    frame = row_samples(x, rows_valid) if block.training else None  # stochastic depth draws per frame
+    h = pack(x, rows_valid) + drop_path(block.drop_path, out, frame, frames)
+    h = h + drop_path(block.drop_path, block.mlp(block.norm2(h)), frame, frames)
     return Tokens(unpack(h, rows_valid, x.shape[:2]), rows_valid, patch_index)
 
 
