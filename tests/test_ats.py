@@ -1,5 +1,6 @@
 """ATS core and the DeiT path, checked against naive per-image code written from the paper."""
 
+import bisect
 import math
 
 import ats_video  # noqa: F401  (before timm: repairs torchvision imports where needed)
@@ -42,7 +43,7 @@ def naive_sample(scores, k):
     kept = set()
     for m in range(1, k + 1):
         u = (2 * m - 1) / (2 * k)
-        kept.add(next((j for j, c in enumerate(cdf) if c >= u), len(cdf) - 1))
+        kept.add(min(bisect.bisect_left(cdf, u), len(cdf) - 1))  # the first j with cdf[j] >= u
     return kept
 
 
