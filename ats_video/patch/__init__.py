@@ -18,7 +18,6 @@ from ats_video.patch.vit import apply_ats_vit
 from ats_video.patch.xvit import apply_ats_xvit
 
 DEFAULT_K = 1.0  # K = N in every ATS block: the paper's default, reduction from duplicates alone
-MODES = ("frame", "shared")
 
 
 class Family(NamedTuple):
