@@ -140,8 +140,9 @@ class ATSXViTMixin:
     """Replaces XViT's ``forward_features`` by an ATS-aware one.
 
     ``forward_features`` returns [B, T, L', D], CLS first in every frame, then the frame's kept
-    tokens and rows of padding up to the fullest frame (the head reads only CLS). After each forward, ``model.ats_kept`` lists a
-    ``KeptVideoTokens`` per ATS block: kept counts per frame and the kept tokens' (t, h, w).
+    tokens and rows of padding up to the fullest frame (the head reads only CLS). After each
+    forward, ``model.ats_kept`` lists a ``KeptVideoTokens`` per ATS block: kept counts per frame
+    and the kept tokens' (t, h, w).
     """
 
     ats_blocks: Dict[int, ATSConfig]
