@@ -23,7 +23,7 @@ after logging it at debug level only; this one is map-style, so it has a length 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -134,24 +134,25 @@ class KineticsDataset(torch.utils.data.Dataset):
             return self._train_sample(index)
         return self._test_sample(*divmod(index, self.num_views))
 
-    def _train_sample(self, video_index: int) -> dict:
+    def _read_clip(self, video_index: int, clip_start: Callable[[int, int], int]) -> torch.Tensor:
+        """uint8 frames (T, H, W, C) of the clip from ``clip_start(video_frames, clip_span)``."""
         span = clip_span(self.num_frames, self.sampling_rate)
 
         def select(video_frames: int) -> list[int]:
-            start = random_clip_start(video_frames, span)
             return clip_indices(
-                start,
+                clip_start(video_frames, span),
                 num_frames=self.num_frames,
                 sampling_rate=self.sampling_rate,
                 video_frames=video_frames,
             )
 
+        return read_frames(self.videos[video_index].path, select, backend=self.decoding_backend)
+
+    def _train_sample(self, video_index: int) -> dict:
         for num_replaced in range(self.max_replacements + 1):
             if video_index not in self._unusable:
                 try:
-                    frames = read_frames(
-                        self.videos[video_index].path, select, backend=self.decoding_backend
-                    )
+                    frames = self._read_clip(video_index, random_clip_start)
                     break
                 except UnusableVideoError as error:
                     self._unusable[video_index] = error.reason
@@ -187,7 +188,6 @@ class KineticsDataset(torch.utils.data.Dataset):
         try:
             frames = self._test_clip(video_index, clip_index)
         except UnusableVideoError as error:
-            logger.warning("unusable test video %s (%s)", error.path, error.reason)
             video = torch.zeros(3, self.num_frames, self._crop_size, self._crop_size)
             return {"video": video, **sample, "usable": False, "error": error.reason}
         return {"video": self.transform(frames, crop_index), **sample, "usable": True, "error": ""}
@@ -198,25 +198,17 @@ class KineticsDataset(torch.utils.data.Dataset):
             return self._last_clip[1]
         if video_index in self._unusable:
             raise UnusableVideoError(self.videos[video_index].path, self._unusable[video_index])
-        span = clip_span(self.num_frames, self.sampling_rate)
 
-        def select(video_frames: int) -> list[int]:
-            start = uniform_clip_start(
+        def clip_start(video_frames: int, span: int) -> int:
+            return uniform_clip_start(
                 video_frames, span, clip_index=clip_index, num_clips=self.num_ensemble_views
-            )
-            return clip_indices(
-                start,
-                num_frames=self.num_frames,
-                sampling_rate=self.sampling_rate,
-                video_frames=video_frames,
             )
 
         try:
-            frames = read_frames(
-                self.videos[video_index].path, select, backend=self.decoding_backend
-            )
+            frames = self._read_clip(video_index, clip_start)
         except UnusableVideoError as error:
             self._unusable[video_index] = error.reason
+            logger.warning("unusable test video %s (%s)", error.path, error.reason)
             raise
         self._last_clip = (key, frames)
         return frames

@@ -88,9 +88,7 @@ def _decord_count(path: str) -> int:
 def _pyav_stream(container: av.container.InputContainer) -> av.video.VideoStream:
     if not container.streams.video:
         raise ValueError("no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    return stream
+    return container.streams.video[0]  # single-threaded, like decord: workers run in parallel
 
 
 def _pyav_num_frames(container: av.container.InputContainer, stream: av.video.VideoStream) -> int:
