@@ -15,6 +15,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ats_video import apply_ats
 from ats_video.flops import count_gflops
+from ats_video.patch.timesformer import VideoTokens, block_forward
 from ats_video.models import (
     load_checkpoint,
     save_checkpoint,
@@ -191,7 +192,7 @@ def test_logits_equal_hugging_face_through_official_checkpoint(tmp_path):
         want = hf(pixel_values=x.transpose(1, 2)).logits  # HF takes [B, T, C, H, W]
         got = model(x)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
-        apply_ats(model, blocks=[])  # the ATS path with no ATS block computes the same
+        apply_ats(model, blocks=[])  # the patched model with no ATS block computes the same
         torch.testing.assert_close(model(x), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
 
 
@@ -224,6 +225,17 @@ def test_model_face():
 
 
 # ---------------------------------------------------------------- space-time ATS
+
+
+def test_packed_block_equals_plain_block():
+    model = tiny_model()
+    with torch.no_grad():
+        x = model.embed(clips(2))
+        present = torch.ones(2, FRAMES, 16, dtype=torch.bool)
+        tokens = block_forward(model.blocks[1], VideoTokens(x[:, 0], x[:, 1:].flatten(0, 1), present), None)
+        want = model.blocks[1](x, FRAMES)
+    torch.testing.assert_close(tokens.cls, want[:, 0])
+    torch.testing.assert_close(tokens.rows, want[:, 1:].flatten(0, 1))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -407,18 +419,29 @@ def test_deit_checkpoint_loads(tmp_path):
 # ---------------------------------------------------------------- FLOPs
 
 
-def implied_gflops(model, kept_masks):
-    """Multiply-adds of one clip as the ATS path runs it, from the tokens each block kept.
+def plain_block_flops(d, t, s, hidden):
+    """Multiply-adds of one block of the plain model (CLS copied into every frame)."""
+    flops = t * s * 5 * d * d + 2 * s * t * t * d  # temporal: qkv, proj, temporal_fc; attention
+    flops += t * (1 + s) * 4 * d * d + 2 * t * (1 + s) ** 2 * d  # spatial: qkv, proj; attention
+    return flops + (1 + t * s) * 2 * d * hidden
 
-    ``kept_masks``: {block: [T, S] bool} after each ATS block. Attention runs padded: per frame
-    to the clip's fullest frame, per position over all T frames.
+
+def gflops(model, kept_masks):
+    """Multiply-adds of one clip from the architecture and the tokens each ATS block kept.
+
+    ``kept_masks``: {block: [T, S] bool} after each ATS block, empty without ATS. The blocks
+    before the first ATS block run as in the plain model; from there on, packed: token-wise
+    work on present tokens (CLS once per clip), attention padded per frame to the clip's fullest
+    frame and per position over all T frames.
     """
     d, t, s = model.embed_dim, model.num_frames, model.patch_embed.num_patches
     patch = model.patch_embed.proj
     hidden = model.blocks[0].mlp.fc1.out_features
+    first = min(kept_masks, default=len(model.blocks))
     total = t * s * d * patch.in_channels * patch.kernel_size[0] * patch.kernel_size[1]
+    total += first * plain_block_flops(d, t, s, hidden)
     present = torch.ones(t, s, dtype=torch.bool)
-    for i in range(len(model.blocks)):
+    for i in range(first, len(model.blocks)):
         after = kept_masks.get(i, present)
         rows, kept = int(present.sum()), int(after.sum())
         keys, queries = 1 + int(present.sum(-1).max()), 1 + int(after.sum(-1).max())
@@ -431,16 +454,9 @@ def implied_gflops(model, kept_masks):
     return (total + d * model.num_classes) / 1e9
 
 
-def plain_gflops(d, t, s, hidden, depth, classes, patch_flops):
-    block = t * s * 5 * d * d + 2 * s * t * t * d  # temporal: qkv, proj, temporal_fc; attention
-    block += t * (1 + s) * 4 * d * d + 2 * t * (1 + s) ** 2 * d  # spatial, CLS in every frame
-    block += (1 + t * s) * 2 * d * hidden
-    return (t * s * patch_flops + depth * block + d * classes) / 1e9
-
-
 def test_flops_of_the_plain_model_follow_the_architecture():
     got = count_gflops(tiny_model(), clips(1)).item()
-    assert got == pytest.approx(plain_gflops(48, FRAMES, 16, 192, 4, 7, 48 * 3 * 64), rel=1e-12)
+    assert got == pytest.approx(gflops(tiny_model(), {}), rel=1e-12)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -452,7 +468,7 @@ def test_ats_flops_follow_kept_counts(mode):
         model(x)
     for b in range(len(x)):
         masks = {r.block: r.mask[b].flatten(1) for r in model.ats_kept}
-        assert counted[b].item() == pytest.approx(implied_gflops(model, masks), rel=1e-12)
+        assert counted[b].item() == pytest.approx(gflops(model, masks), rel=1e-12)
     assert counted.max() < count_gflops(tiny_model(), x[:1]).item()
 
 

@@ -24,7 +24,7 @@ them once, when a checkpoint is loaded.
 
 import logging
 from functools import partial
-from typing import Callable, Dict, Optional, Set
+from typing import Callable, Dict, Iterable, Optional, Set
 
 import torch
 import torch.nn.functional as F
@@ -229,15 +229,18 @@ class TimeSformer(nn.Module):
         cls = self.pos_drop((self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1))
         return torch.cat([cls, rearrange(patches, "b t s d -> b (t s) d")], dim=1)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Clips [B, C, T, H, W] -> normalised tokens [B, 1 + T*S, D], CLS first."""
-        x = self.embed(x)
-        for block in self.blocks:
+    def forward_blocks(self, x: Tensor, blocks: Iterable[nn.Module]) -> Tensor:
+        """Tokens [B, 1 + T*S, D] through ``blocks`` (some of ``self.blocks``, in order)."""
+        for block in blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, self.num_frames, use_reentrant=False)
             else:
                 x = block(x, self.num_frames)
-        return self.norm(x)
+        return x
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Clips [B, C, T, H, W] -> normalised tokens [B, 1 + T*S, D], CLS first."""
+        return self.norm(self.forward_blocks(self.embed(x), self.blocks))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Tokens [B, L, D] -> logits [B, num_classes] (or the CLS features [B, D])."""

@@ -26,6 +26,7 @@ NOTE: the CLS copies of all frames are one token, so its norm and projections ru
 rather than once per frame as in the official TimeSformer; the result is the same.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -82,13 +83,22 @@ class KeptVideoTokens:
     positions: Tensor
 
 
-def frame_layout(present: Tensor) -> Tensor:
-    """Validity of per-frame padded rows: [B, T, S] -> [(B T), L], L = the fullest frame's count.
+def frame_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
+    """Where each packed row sits when tokens are grouped by frame, CLS first in every frame.
 
-    Packed rows in (clip, frame, position) order fill this layout with ``ats.unpack``.
+    Args:
+        present: [B, T, S] bool.
+    Returns:
+        slot: [R] index of each row (in (clip, frame, position) order) into the flattened
+            [(B T), 1 + L] layout, whose column 0 holds CLS; L is the fullest frame's count.
+        valid: [(B T), L] bool, the present patch tokens of each frame, in order.
     """
     counts = rearrange(present.sum(-1), "b t -> (b t)")
-    return torch.arange(int(counts.max()), device=present.device) < counts[:, None]
+    length = int(counts.max())
+    rank = torch.arange(length, device=present.device)
+    valid = rank < counts[:, None]
+    frame = torch.arange(len(counts), device=present.device)[:, None]
+    return (frame * (1 + length) + 1 + rank)[valid], valid
 
 
 def time_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
@@ -108,6 +118,17 @@ def time_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
     frame = torch.arange(t, device=present.device)[:, None]
     slot = (position * t + frame).expand(b, t, s)[present]
     return slot, by_position[used]
+
+
+def scatter_rows(rows: Tensor, slot: Tensor, shape: Tuple[int, ...]) -> Tensor:
+    """Packed rows [R, E] -> a zero-padded layout [*shape, E], row r at flat position slot[r].
+
+    One allocation and one indexed write: cheaper on the CPU than ``ats.unpack``'s masked
+    scatter, and the layouts here need a CLS column or a regrouping that a mask cannot give.
+    """
+    out = rows.new_zeros(math.prod(shape), rows.shape[-1])
+    out[slot] = rows
+    return out.view(*shape, rows.shape[-1])
 
 
 def _row_samples(present: Tensor) -> Tensor:
@@ -142,9 +163,7 @@ def temporal_attention(attn: Attention, x: Tensor, present: Tensor) -> Tensor:
         [R, D] the attention output of every row, projected.
     """
     slot, valid = time_layout(present)
-    qkv = attn.qkv(x)
-    padded = qkv.new_zeros(valid.numel(), qkv.shape[-1]).index_copy(0, slot, qkv)
-    q, k, v = _heads(rearrange(padded, "(p t) e -> p t e", t=valid.shape[1]), attn)
+    q, k, v = _heads(scatter_rows(attn.qkv(x), slot, valid.shape), attn)
     dropout_p = attn.attn_drop.p if attn.training else 0.0
     out = rearrange(attention(q, k, v, valid, dropout_p), "p h t d -> (p t) (h d)")[slot]
     return attn.proj_drop(attn.proj(attn.norm(out)))
@@ -191,15 +210,10 @@ def spatial_attention(
         keep: [R] bool, the kept rows, or None without ATS.
     """
     attn, t = block.attn, present.shape[1]
-    frame_valid = frame_layout(present)
+    slot, frame_valid = frame_layout(present)
     frames, length = frame_valid.shape
-    qkv = torch.cat(
-        [
-            repeat(attn.qkv(block.norm1(cls)), "b e -> (b t) 1 e", t=t),
-            unpack(attn.qkv(block.norm1(rows)), frame_valid, (frames, length)),
-        ],
-        dim=1,
-    )
+    qkv = scatter_rows(attn.qkv(block.norm1(rows)), slot, (frames, 1 + length))
+    qkv[:, 0] = repeat(attn.qkv(block.norm1(cls)), "b e -> (b t) e", t=t)
     q, k, v = _heads(qkv, attn)
     key_valid = F.pad(frame_valid, (1, 0), value=True)
 
@@ -274,27 +288,27 @@ class ATSTimeSformerMixin:
     ats_kept: List[KeptVideoTokens]
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.embed(x)
+        # until the first ATS block every token is present: those blocks run as in the plain model
+        first = min(self.ats_blocks, default=len(self.blocks))
+        x = self.forward_blocks(self.embed(x), self.blocks[:first])
+        self.ats_kept = []
+        if first == len(self.blocks):
+            return self.norm(x)
+
         batch, t, grid = len(x), self.num_frames, self.patch_embed.grid_size
         present = x.new_ones(batch, t, grid[0] * grid[1], dtype=torch.bool)
         tokens = VideoTokens(x[:, 0], rearrange(x[:, 1:], "b l d -> (b l) d"), present)
-        kept = []
-        for i, block in enumerate(self.blocks):
-            config = self.ats_blocks.get(i)
+        for i in range(first, len(self.blocks)):
+            args = (self.blocks[i], tokens, self.ats_blocks.get(i), self.ats_mode)
             if self.grad_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(
-                    block_forward, block, tokens, config, self.ats_mode, use_reentrant=False
-                )
+                tokens = checkpoint(block_forward, *args, use_reentrant=False)
             else:
-                tokens = block_forward(block, tokens, config, self.ats_mode)
-            if config is not None:
-                kept.append(kept_record(i, tokens.present, grid))
-        self.ats_kept = kept
+                tokens = block_forward(*args)
+            if i in self.ats_blocks:
+                self.ats_kept.append(kept_record(i, tokens.present, grid))
         x = self.norm(torch.cat([tokens.cls, tokens.rows]))
-        patches = unpack(
-            x[batch:], rearrange(tokens.present, "b t s -> b (t s)"), (batch, present[0].numel())
-        )
-        return torch.cat([x[:batch, None], patches], dim=1)
+        present = rearrange(tokens.present, "b t s -> b (t s)")
+        return torch.cat([x[:batch, None], unpack(x[batch:], present, present.shape)], dim=1)
 
 
 def apply_ats_timesformer(
@@ -303,7 +317,7 @@ def apply_ats_timesformer(
     """Puts ATS into the spatial attention of the blocks named in ``configs``, in place."""
     if mode not in ("frame", "shared"):
         raise ValueError(f"TimeSformer ATS mode must be 'frame' or 'shared', got {mode!r}")
-    # every block runs on packed tokens once ATS is in, not only the ATS blocks
+    # every block after the first ATS block runs on packed tokens, not only the ATS blocks
     for i, block in enumerate(model.blocks):
         if (
             type(block) is not DividedSpaceTimeBlock
