@@ -177,6 +177,8 @@ def test_training_loader_with_workers(videos):
 def test_bad_arguments(videos):
     with pytest.raises(ValueError, match="num_crops must be 1 or 3"):
         KineticsDataset(videos, training=False, num_spatial_crops=2, **SMALL)
+    with pytest.raises(ValueError, match="decoding_backend must be one of"):
+        KineticsDataset(videos, training=True, decoding_backend="opencv", **SMALL)
     with pytest.raises(ValueError, match="no videos"):
         KineticsDataset([], training=True)
     with pytest.raises(IndexError):

@@ -30,7 +30,7 @@ import torch
 from ats_video.data.lists import VideoRecord
 from ats_video.data.sampling import clip_indices, clip_span, random_clip_start, uniform_clip_start
 from ats_video.data.transforms import VideoTestTransform, VideoTrainTransform
-from ats_video.data.video_io import UnusableVideoError, read_frames
+from ats_video.data.video_io import BACKENDS, UnusableVideoError, read_frames
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,10 @@ class KineticsDataset(torch.utils.data.Dataset):
             raise ValueError("no videos")
         if num_frames < 1 or sampling_rate < 1 or num_ensemble_views < 1:
             raise ValueError("num_frames, sampling_rate and num_ensemble_views must be >= 1")
+        if decoding_backend not in BACKENDS:
+            raise ValueError(
+                f"decoding_backend must be one of {BACKENDS}, got {decoding_backend!r}"
+            )
         self.videos = [VideoRecord(*video) for video in videos]
         self.training = training
         self.num_frames = num_frames
