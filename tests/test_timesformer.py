@@ -1,7 +1,6 @@
 """TimeSformer: equality with Hugging Face, space-time ATS against a per-clip reference written
 from the paper, batch invariance, checkpoints in the official layouts, gradients and FLOPs."""
 
-import copy
 import logging
 import math
 from collections import defaultdict
@@ -15,7 +14,6 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ats_video import apply_ats
 from ats_video.flops import count_gflops
-from ats_video.patch.timesformer import VideoTokens, block_forward
 from ats_video.models import (
     load_checkpoint,
     save_checkpoint,
@@ -24,6 +22,7 @@ from ats_video.models import (
     timesformer_hr_16x448,
     timesformer_l_96x224,
 )
+from ats_video.patch.timesformer import VideoTokens, block_forward
 
 TINY = dict(num_frames=4, img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3, num_classes=7)
 ATS_BLOCKS = (1, 2)  # block 3 then runs temporal attention over tokens dropped unevenly

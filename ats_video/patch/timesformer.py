@@ -6,7 +6,8 @@ that frame's significance scores (Eq. 3). ``apply_ats_timesformer`` swaps the mo
 subclass whose ``forward_features`` passes the tokens through the blocks explicitly; parameters
 and state-dict keys are untouched, so official checkpoints load before and after.
 
-Tokens flow between blocks as :class:`VideoTokens`: the CLS token, the present patch tokens
+The blocks before the first ATS block run as in the plain model. From there on, tokens flow
+between blocks as :class:`VideoTokens`: the CLS token, the present patch tokens
 packed as rows in (clip, frame, position) order, and a [B, T, S] grid saying which tokens are
 present. Every token-wise operation (norms, projections, MLP) runs on the packed rows, so its
 cost follows the sum of the kept tokens. Attention regroups the rows:
@@ -20,8 +21,9 @@ Two sampling modes:
 - "shared": each frame's scores, normalised within the frame, are summed over the frames, and
   one set of positions is kept in every frame, its budget from the per-frame token count.
 
-NOTE: the paper has no video path, and the official ATS code none either; the two modes and the
-temporal key mask are this project's reading of the paper for divided space-time attention.
+NOTE: the paper reports TimeSformer with ATS but does not say how sampling meets divided
+space-time attention, and the official ATS code has no video path; the two modes and the
+temporal key mask are this project's design (see DESIGN.md, "Video").
 NOTE: the CLS copies of all frames are one token, so its norm and projections run once per clip
 rather than once per frame as in the official TimeSformer; the result is the same.
 """
