@@ -277,6 +277,16 @@ def _strip_prefix(state_dict: Dict[str, Tensor], prefix: str) -> Dict[str, Tenso
     return state_dict
 
 
+def _resizable(value: Optional[Tensor], target: Tensor) -> bool:
+    """Whether an embedding [1, L, D] differs from the model's only in its length L."""
+    return (
+        value is not None
+        and value.dim() == 3
+        and value.shape[-1] == target.shape[-1]
+        and value.shape != target.shape
+    )
+
+
 def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: TimeSformer) -> Dict[str, Tensor]:
     """Maps a TimeSformer state dict (official ``.pyth`` or this project's) onto ``model``.
 
@@ -288,12 +298,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: TimeSformer) -> D
     state_dict = _strip_prefix(_strip_prefix(dict(state_dict), "module."), "model.")
     out = dict(state_dict)
     pos = state_dict.get("pos_embed")
-    if (
-        pos is not None
-        and pos.dim() == 3
-        and pos.shape[-1] == model.embed_dim
-        and pos.shape != model.pos_embed.shape
-    ):
+    if _resizable(pos, model.pos_embed):
         side = int(round((pos.shape[1] - 1) ** 0.5))
         if side * side != pos.shape[1] - 1:
             raise ValueError(
@@ -312,12 +317,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: TimeSformer) -> D
             "resized pos_embed from a %dx%d to a %dx%d patch grid (bicubic)", side, side, *grid
         )
     time = state_dict.get("time_embed")
-    if (
-        time is not None
-        and time.dim() == 3
-        and time.shape[-1] == model.embed_dim
-        and time.shape != model.time_embed.shape
-    ):
+    if _resizable(time, model.time_embed):
         out["time_embed"] = rearrange(
             F.interpolate(rearrange(time, "1 t d -> 1 d t"), size=model.num_frames, mode="nearest"),
             "1 d t -> 1 t d",
