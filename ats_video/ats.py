@@ -213,7 +213,8 @@ def unpack(rows: Tensor, valid: Optional[Tensor], shape: "tuple[int, int]") -> T
     if valid is None:
         return rows.view(*shape, rows.shape[-1])
     out = rows.new_zeros(*shape, rows.shape[-1])
-    return out.masked_scatter(valid[..., None], rows)
+    out[valid] = rows  # an indexed write: several times faster than masked_scatter on CPU
+    return out
 
 
 def gather_rows(x: Tensor, rows: Tensor) -> Tensor:
