@@ -157,6 +157,27 @@ def select_tokens(scores: Tensor, valid: Optional[Tensor], config: ATSConfig) ->
     return SELECTORS[config.selector](scores, budget) & valid
 
 
+def select_shared(scores: Tensor, valid: Optional[Tensor], config: ATSConfig) -> Tensor:
+    """One set of positions for every frame of a clip (the video "shared" mode).
+
+    Each frame's scores are normalised within the frame and summed over the frames; the clip
+    then keeps one set of positions, its budget following from the per-frame position count.
+
+    Args:
+        scores: [B, T, N] per-frame scores of the same N positions in every frame.
+        valid: [B, T, N] bool, the positions present in each frame, or None when all are.
+        config: the budget and selector.
+    Returns:
+        [B, T, N] bool: the chosen positions, in every frame where they are present.
+    """
+    if valid is not None:
+        scores = scores.masked_fill(~valid, 0)
+    scores = scores / scores.sum(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+    keep = select_tokens(scores.sum(1), None if valid is None else valid.any(1), config)
+    keep = keep[:, None, :].expand_as(scores)
+    return keep if valid is None else keep & valid
+
+
 def kept_rows(keep: Tensor, num_prefix_tokens: int) -> "tuple[Tensor, Tensor]":
     """Row positions of the prefix tokens and the kept tokens, in their original order.
 

@@ -12,12 +12,15 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ats_video import apply_ats
 from ats_video.ats import (
+    ATSConfig,
     drop_path,
     kept_rows,
     pack,
     row_samples,
     resolve_budget,
     sample_tokens,
+    select_shared,
+    select_tokens,
     significance_scores,
     topk_tokens,
     unpack,
@@ -353,3 +356,17 @@ def test_stochastic_depth_drops_whole_samples():
         assert len(set(sample[mask].flatten().tolist())) == 1  # one draw for all its rows
     assert set(dropped.unique().tolist()) == {0.0, 1 / (1 - block.drop_path1.drop_prob)}
     model(torch.randn(4, 3, 32, 32)).sum().backward()  # trains with dropped paths
+
+
+def test_shared_selection_keeps_one_set_of_positions_per_clip():
+    torch.manual_seed(7)
+    scores = torch.rand(2, 4, 30) ** 4
+    valid = torch.rand(2, 4, 30) > 0.2
+    keep = select_shared(scores, valid, ATSConfig(10))
+    assert not (keep & ~valid).any()
+    chosen = keep.any(1)
+    assert torch.equal(keep, chosen[:, None] & valid)  # the same positions wherever present
+    # frames weigh equally: the clip's scores are the sum of the per-frame normalised scores
+    frame_scores = scores.masked_fill(~valid, 0)
+    clip = (frame_scores / frame_scores.sum(-1, keepdim=True)).sum(1)
+    assert torch.equal(chosen, select_tokens(clip, valid.any(1), ATSConfig(10)))

@@ -9,3 +9,16 @@ from ats_video.models.timesformer import (
     timesformer_l_96x224,
 )
 from ats_video.models.xvit import XViT, xvit, xvit_base_16x224_k600
+
+__all__ = [
+    "TimeSformer",
+    "XViT",
+    "load_checkpoint",
+    "save_checkpoint",
+    "timesformer",
+    "timesformer_base_8x224",
+    "timesformer_hr_16x448",
+    "timesformer_l_96x224",
+    "xvit",
+    "xvit_base_16x224_k600",
+]

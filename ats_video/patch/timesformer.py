@@ -35,23 +35,25 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
-from timm.layers import Attention, DropPath
-from torch import Tensor, nn
+from timm.layers import Attention
+from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ats_video.ats import (
     ATSConfig,
     attention,
     cls_attention,
-    drop_path_rows,
+    drop_path,
     gather_rows,
     kept_rows,
     pack,
+    select_shared,
     select_tokens,
     significance_scores,
     unpack,
 )
 from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
+from ats_video.patch.video import KeptVideoTokens, kept_record
 
 
 @dataclass
@@ -66,23 +68,6 @@ class VideoTokens:
     cls: Tensor
     rows: Tensor
     present: Tensor
-
-
-@dataclass
-class KeptVideoTokens:
-    """What one ATS block kept in each clip of the last forward.
-
-    block: the block's 0-based index.
-    count: [B, T] kept patch tokens per frame.
-    mask: [B, T, h, w] bool, True where the token of frame t at patch row h, column w is kept.
-    positions: [B, K', 3] long (t, h, w) of each kept token, in (t, h, w) order, -1 at padding;
-        K' is the largest number of tokens a clip kept.
-    """
-
-    block: int
-    count: Tensor
-    mask: Tensor
-    positions: Tensor
 
 
 def frame_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
@@ -125,8 +110,8 @@ def time_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
 def scatter_rows(rows: Tensor, slot: Tensor, shape: Tuple[int, ...]) -> Tensor:
     """Packed rows [R, E] -> a zero-padded layout [*shape, E], row r at flat position slot[r].
 
-    One allocation and one indexed write: cheaper on the CPU than ``ats.unpack``'s masked
-    scatter, and the layouts here need a CLS column or a regrouping that a mask cannot give.
+    Unlike ``ats.unpack``, the target layout may hold a CLS column or regroup the rows (by
+    frame, by position), which a mask over the packed order cannot describe.
     """
     out = rows.new_zeros(math.prod(shape), rows.shape[-1])
     out[slot] = rows
@@ -137,16 +122,6 @@ def _row_samples(present: Tensor) -> Tensor:
     """[R] the clip of each packed row."""
     counts = present.flatten(1).sum(-1)
     return torch.repeat_interleave(torch.arange(len(counts), device=present.device), counts)
-
-
-def _drop_path(
-    module: nn.Module, rows: Tensor, sample: Optional[Tensor], num_samples: int
-) -> Tensor:
-    if not isinstance(module, DropPath):
-        return rows
-    return drop_path_rows(
-        rows, sample, num_samples, module.drop_prob, module.training, module.scale_by_keep
-    )
 
 
 def _heads(qkv: Tensor, attn: Attention) -> Tuple[Tensor, Tensor, Tensor]:
@@ -187,10 +162,7 @@ def select_kept(
     if mode == "frame":
         return select_tokens(scores, frame_valid, config)
     grid = scores.new_zeros(present.shape).masked_scatter(present, scores[frame_valid])
-    grid = grid / grid.sum(-1, keepdim=True).clamp_min(torch.finfo(grid.dtype).tiny)
-    # frames share their positions in this mode, so the positions count is the per-frame count
-    keep = select_tokens(grid.sum(1), present.any(1), config)
-    keep = keep[:, None, :] & present
+    keep = select_shared(grid, present, config)
     return torch.zeros_like(frame_valid).masked_scatter(frame_valid, keep[present])
 
 
@@ -247,7 +219,7 @@ def block_forward(
     sample = _row_samples(present) if block.training else None
 
     res = temporal_attention(block.temporal_attn, block.temporal_norm1(rows), present)
-    rows = rows + block.temporal_fc(_drop_path(block.drop_path, res, sample, batch))
+    rows = rows + block.temporal_fc(drop_path(block.drop_path, res, sample, batch))
 
     cls_res, rows_res, keep = spatial_attention(block, cls, rows, present, config, mode)
     if keep is not None:
@@ -258,23 +230,9 @@ def block_forward(
         sample = torch.cat([torch.arange(batch, device=sample.device), sample])
 
     x = torch.cat([cls, rows])
-    x = x + _drop_path(block.drop_path, torch.cat([cls_res, rows_res]), sample, batch)
-    x = x + _drop_path(block.drop_path, block.mlp(block.norm2(x)), sample, batch)
+    x = x + drop_path(block.drop_path, torch.cat([cls_res, rows_res]), sample, batch)
+    x = x + drop_path(block.drop_path, block.mlp(block.norm2(x)), sample, batch)
     return VideoTokens(x[:batch], x[batch:], present)
-
-
-def kept_record(block: int, present: Tensor, grid: Tuple[int, int]) -> KeptVideoTokens:
-    """The :class:`KeptVideoTokens` of a [B, T, S] presence grid with patch grid (h, w)."""
-    h, w = grid
-    s = h * w
-    index, valid = kept_rows(rearrange(present, "b t s -> b (t s)"), 0)
-    positions = torch.stack([index // s, index % s // w, index % w], dim=-1)
-    return KeptVideoTokens(
-        block=block,
-        count=present.sum(-1),
-        mask=rearrange(present, "b t (h w) -> b t h w", h=h),
-        positions=positions.masked_fill(~valid[..., None], -1),
-    )
 
 
 class ATSTimeSformerMixin:
@@ -317,8 +275,6 @@ def apply_ats_timesformer(
     model: TimeSformer, configs: Dict[int, ATSConfig], mode: str = "frame"
 ) -> TimeSformer:
     """Puts ATS into the spatial attention of the blocks named in ``configs``, in place."""
-    if mode not in ("frame", "shared"):
-        raise ValueError(f"TimeSformer ATS mode must be 'frame' or 'shared', got {mode!r}")
     # every block after the first ATS block runs on packed tokens, not only the ATS blocks
     for i, block in enumerate(model.blocks):
         if (

@@ -32,7 +32,7 @@ NOTE: stochastic depth drops a frame's branch, as the release's per-frame backbo
 from typing import Dict, List, Optional
 
 import torch
-from einops import rearrange, reduce, repeat
+from einops import rearrange
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
@@ -45,12 +45,13 @@ from ats_video.ats import (
     kept_rows,
     pack,
     row_samples,
+    select_shared,
     select_tokens,
     significance_scores,
     unpack,
 )
 from ats_video.models.xvit import Block, MixingAttention, XViT
-from ats_video.patch.timesformer import KeptVideoTokens, kept_record
+from ats_video.patch.video import KeptVideoTokens, kept_record
 from ats_video.patch.vit import Tokens
 
 
@@ -93,12 +94,10 @@ def select_kept(scores: Tensor, valid: Optional[Tensor], num_frames: int, config
     if mode == "frame":
         return select_tokens(scores, patch_valid, config)
     # in this mode every frame of a clip holds the same positions in the same rows
-    if patch_valid is not None:
-        scores = scores.masked_fill(~patch_valid, 0)
-    scores = scores / scores.sum(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
-    clip_scores = reduce(scores, "(b t) l -> b l", "sum", t=num_frames)
-    clip_valid = None if patch_valid is None else patch_valid[::num_frames]
-    return repeat(select_tokens(clip_scores, clip_valid, config), "b l -> (b t) l", t=num_frames)
+    def by_frame(z: Optional[Tensor]) -> Optional[Tensor]:
+        return None if z is None else rearrange(z, "(b t) l -> b t l", t=num_frames)
+
+    return rearrange(select_shared(by_frame(scores), by_frame(patch_valid), config), "b t l -> (b t) l")
 
 
 def block_forward(block: Block, tokens: Tokens, num_frames: int, num_positions: int,
@@ -171,8 +170,6 @@ class ATSXViTMixin:
 
 def apply_ats_xvit(model: XViT, configs: Dict[int, ATSConfig], mode: str = "frame") -> XViT:
     """Puts ATS into the blocks of an XViT named in ``configs``, in place."""
-    if mode not in ("frame", "shared"):
-        raise ValueError(f"XViT ATS mode must be 'frame' or 'shared', got {mode!r}")
     # every block runs on padded rows once ATS is in, not only the ATS blocks
     for i, block in enumerate(model.blocks):
         if type(block) is not Block or type(block.attn) is not MixingAttention:
