@@ -1,12 +1,12 @@
 """ATS core and the DeiT path, checked against naive per-image code written from the paper."""
 
-import bisect
 import math
 
 import ats_video  # noqa: F401  (before timm: repairs torchvision imports where needed)
 import pytest
 import torch
 import torch.nn.functional as F
+from paper import naive_budget, naive_sample
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
@@ -31,27 +31,6 @@ ATS_BLOCKS = (2, 3, 4, 5)
 
 
 # ---------------------------------------------------------------- references from the paper
-
-
-def naive_sample(scores, k):
-    """Eq. 4-5 of the paper, one row, plain Python: the set of kept token indices."""
-    s = [float(v) for v in scores]
-    if sum(s) == 0:
-        s = [1.0] * len(s)
-    cdf, total = [], 0.0
-    for v in s:
-        total += v
-        cdf.append(total)
-    cdf = [c / cdf[-1] for c in cdf]
-    kept = set()
-    for m in range(1, k + 1):
-        u = (2 * m - 1) / (2 * k)
-        kept.add(min(bisect.bisect_left(cdf, u), len(cdf) - 1))  # the first j with cdf[j] >= u
-    return kept
-
-
-def naive_budget(k, n):
-    return k if isinstance(k, int) else max(math.floor(k * n + 0.5), 8)
 
 
 def reference_logits(model, image, blocks, k):

@@ -9,7 +9,7 @@ import ats_video  # noqa: F401  (before timm: repairs torchvision imports where 
 import pytest
 import torch
 import torch.nn.functional as F
-from test_ats import naive_budget, naive_sample
+from paper import naive_budget, naive_sample
 from timm.models.vision_transformer import VisionTransformer
 
 from ats_video import apply_ats

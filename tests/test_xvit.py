@@ -13,6 +13,7 @@ import math
 import ats_video  # noqa: F401  (before timm: repairs torchvision imports where needed)
 import pytest
 import torch
+from paper import naive_budget, naive_sample
 
 from ats_video import apply_ats
 from ats_video.flops import count_gflops
@@ -88,21 +89,6 @@ def layer_norm(x, w, b, eps):
 
 def gelu(x):
     return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
-
-
-def naive_sample(scores, k):
-    """The paper's inverse transform sampling of one frame: the set of kept indices."""
-    cdf, total = [], 0.0
-    for v in scores:
-        total += float(v)
-        cdf.append(total)
-    cdf = [c / total for c in cdf]
-    return {next(j for j, c in enumerate(cdf) if c >= (2 * m - 1) / (2 * k) or j == len(cdf) - 1)
-            for m in range(1, k + 1)}
-
-
-def naive_budget(k, n):
-    return k if isinstance(k, int) else max(math.floor(k * n + 0.5), 8)
 
 
 def attend(q, keys, values, heads):
