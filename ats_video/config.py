@@ -5,7 +5,7 @@ Unknown keys are errors that name the key (``merge_from_file`` raises ``KeyError
 ``merge_from_list`` ``AssertionError``), so a typo never silently falls back to a default.
 Only the tools and ``ats_video.build`` read a config; everything else takes plain arguments.
 
-Sections: DATA (what to read and how to sample it), DATA_LOADER, TEST.
+Sections: DATA (what to read and how to sample it), DATA_LOADER, TEST, MODEL, ATS.
 """
 
 from fvcore.common.config import CfgNode
@@ -65,6 +65,33 @@ _C.TEST = CfgNode()
 # TimeSformer reports 1x3; PySlowFast models 10x3.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 1
 _C.TEST.NUM_SPATIAL_CROPS = 3
+
+# ---------------------------------------------------------------------------------------------
+# MODEL
+# ---------------------------------------------------------------------------------------------
+_C.MODEL = CfgNode()
+# A video preset (timesformer_base_8x224, timesformer_hr_16x448, timesformer_l_96x224,
+# xvit_base_16x224_k600) or a timm ViT/DeiT name (deit_small_patch16_224, ...). Video models take
+# their frame count from DATA.NUM_FRAMES and their size from DATA.TRAIN_CROP_SIZE.
+_C.MODEL.ARCH = "timesformer_base_8x224"
+_C.MODEL.NUM_CLASSES = 400
+_C.MODEL.DROP_PATH_RATE = 0.1
+
+# ---------------------------------------------------------------------------------------------
+# ATS
+# ---------------------------------------------------------------------------------------------
+_C.ATS = CfgNode()
+_C.ATS.ENABLE = True
+# 0-indexed ATS blocks; empty: the backbone's defaults (DeiT and XViT 3-11, TimeSformer 3-5).
+_C.ATS.BLOCKS = []
+# The budget of each ATS block: K = max(floor(RATIO * N + 0.5), 8) of the N tokens entering it,
+# or, when K > 0, that fixed number. RATIO 1.0 (K = N) is the paper's default.
+_C.ATS.RATIO = 1.0
+_C.ATS.K = 0
+# "frame" (each frame keeps its own tokens) or "shared" (one set of positions per clip).
+_C.ATS.MODE = "frame"
+# "sample" (inverse transform sampling) or "topk" (the paper's ablation).
+_C.ATS.SELECTOR = "sample"
 
 
 def get_cfg() -> CfgNode:
