@@ -99,7 +99,7 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     b, n = scores.shape
     k = _per_sample(k, b, scores.device)
     cdf = _normalised_cdf(scores)
-    m = torch.arange(1, int(k.max()) + 1, device=scores.device)
+    m = torch.arange(1, int(k.max()) + 1 if b else 1, device=scores.device)
     grid = (2 * m - 1).double() / (2 * k[:, None]).double()  # [B, Kmax]
     picked = torch.searchsorted(cdf, grid).clamp_max(n - 1)  # first index with cdf >= u
     picked = torch.where(m <= k[:, None], picked, n)  # grid points beyond a row's K: a dummy column
@@ -191,7 +191,7 @@ def kept_rows(keep: Tensor, num_prefix_tokens: int) -> "tuple[Tensor, Tensor]":
     prefix = torch.ones_like(keep[:, :num_prefix_tokens]) if num_prefix_tokens else keep[:, :0]
     full = torch.cat([prefix, keep], dim=1)
     counts = full.sum(-1)
-    length = int(counts.max())
+    length = int(counts.max()) if len(counts) else num_prefix_tokens
     # a stable sort puts the kept rows first without changing their order
     rows = torch.sort((~full).to(torch.uint8), dim=-1, stable=True).indices[:, :length]
     valid = torch.arange(length, device=keep.device) < counts[:, None]
@@ -204,12 +204,14 @@ def cls_attention(q_cls: Tensor, k: Tensor, key_valid: Optional[Tensor]) -> Tens
     Args:
         q_cls: [B, H, d]; k: [B, H, T, d]; key_valid: [B, T] bool or None.
     Returns:
-        [B, H, T], exactly zero at invalid keys.
+        [B, H, T] float32, exactly zero at invalid keys.
     """
-    logits = torch.einsum("bhd,bhtd->bht", q_cls, k) * q_cls.shape[-1] ** -0.5
-    if key_valid is not None:
-        logits = logits.masked_fill(~key_valid[:, None, :], float("-inf"))
-    return logits.softmax(dim=-1)
+    # float32 even under autocast: these probabilities decide which tokens are kept
+    with torch.autocast(q_cls.device.type, enabled=False):
+        logits = torch.einsum("bhd,bhtd->bht", q_cls.float(), k.float()) * q_cls.shape[-1] ** -0.5
+        if key_valid is not None:
+            logits = logits.masked_fill(~key_valid[:, None, :], float("-inf"))
+        return logits.softmax(dim=-1)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, key_valid: Optional[Tensor], dropout_p: float = 0.0) -> Tensor:

@@ -29,9 +29,15 @@ _EXTRA_FORMULAS: Dict[Any, Any] = {
 
 
 def forward_flops(model: nn.Module, inputs: Tensor) -> int:
-    """Multiply-adds of one forward of ``model`` on ``inputs``, as dispatched (no grad)."""
+    """Multiply-adds of one forward of ``model`` on ``inputs``, as dispatched (no grad).
+
+    A model with ATS keeps the ``ats_kept`` of its last forward from before the count.
+    """
+    kept = getattr(model, "ats_kept", None)
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         model(inputs)
+    if kept is not None:
+        model.ats_kept = kept
     return counter.get_total_flops() // 2  # FlopCounterMode counts a multiply-add as two
 
 

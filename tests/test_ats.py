@@ -13,6 +13,7 @@ from timm.models.vision_transformer import VisionTransformer
 from ats_video import apply_ats
 from ats_video.ats import (
     ATSConfig,
+    cls_attention,
     drop_path,
     kept_rows,
     pack,
@@ -349,3 +350,43 @@ def test_shared_selection_keeps_one_set_of_positions_per_clip():
     frame_scores = scores.masked_fill(~valid, 0)
     clip = (frame_scores / frame_scores.sum(-1, keepdim=True)).sum(1)
     assert torch.equal(chosen, select_tokens(clip, valid.any(1), ATSConfig(10)))
+
+
+def test_scores_are_float32_under_autocast():
+    q, k = torch.randn(2, 3, 8), torch.randn(2, 3, 20, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        row = cls_attention(q, k, None)
+    assert row.dtype == torch.float32
+    torch.testing.assert_close(row, cls_attention(q, k, None))
+
+
+def test_empty_batch():
+    assert sample_tokens(torch.zeros(0, 5), 3).shape == (0, 5)
+    rows, valid = kept_rows(torch.zeros(0, 5, dtype=torch.bool), 1)
+    assert rows.shape == valid.shape == (0, 1)
+
+
+def test_every_block_must_be_supported():
+    from timm.layers import DiffAttention
+    from timm.models.vision_transformer import ResPostBlock
+
+    for kwargs in [dict(attn_layer=DiffAttention), dict(block_fn=ResPostBlock)]:
+        with pytest.raises(ValueError, match="block 0 is a"):
+            apply_ats(VisionTransformer(**TINY, **kwargs), [3])
+
+
+def test_timm_intermediates_refuse_to_skip_ats():
+    model = apply_ats(tiny_model(VisionTransformer), ATS_BLOCKS)
+    with pytest.raises(NotImplementedError, match="ATS"):
+        model.forward_intermediates(torch.randn(1, 3, 32, 32))
+
+
+def test_counting_flops_keeps_the_last_readout():
+    from ats_video.flops import count_gflops
+
+    model = apply_ats(tiny_model(VisionTransformer), ATS_BLOCKS, 0.5)
+    with torch.no_grad():
+        model(torch.randn(3, 3, 32, 32))
+    kept = model.ats_kept
+    count_gflops(model, torch.randn(2, 3, 32, 32))
+    assert model.ats_kept is kept and kept[0].count.shape == (3,)

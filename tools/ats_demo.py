@@ -49,12 +49,11 @@ def main():
     apply_ats(model, args.blocks, args.k, selector=args.selector)
     with torch.inference_mode():
         ats_logits = model(images)
-    kept = model.ats_kept  # read before count_gflops, whose one-image forwards replace it
     ats_gflops = count_gflops(model, images)
 
     print(f"{args.model} + ATS (k={args.k}, selector={args.selector}) on {len(images)} images")
     print("block  kept tokens per image")
-    for record in kept:
+    for record in model.ats_kept:
         print(f"{record.block:5d}  {record.count.tolist()}")
     agree = (plain_logits.argmax(-1) == ats_logits.argmax(-1)).float().mean().item()
     print(f"GFLOPs per image: {plain_gflops.mean():.2f} without ATS, {ats_gflops.mean():.2f} with ATS")

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 import torch
 from einops import rearrange
+from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
@@ -80,11 +81,11 @@ def block_forward(block: Block, tokens: Tokens, num_prefix_tokens: int, config: 
         patch_index = gather_rows(patch_index, (rows[:, p:] - p).clamp_min(0))
         patch_index = patch_index.masked_fill(~rows_valid[:, p:], -1)
 
-    dropout_p = attn.attn_drop.p if attn.training else 0.0
+    dropout_p = attn.attn_drop.p if block.training else 0.0
     out = rearrange(attention(q, k, v, valid, dropout_p), "b h l d -> b l (h d)")
     out = attn.proj_drop(attn.proj(attn.norm(pack(out, rows_valid))))
     # stochastic depth draws once per sample, not once per packed row
-    sample = row_samples(x, rows_valid) if attn.training else None
+    sample = row_samples(x, rows_valid) if block.training else None
     h = pack(x, rows_valid) + drop_path(block.drop_path1, block.ls1(out), sample, batch)
     h = h + drop_path(block.drop_path2, block.ls2(block.mlp(block.norm2(h))), sample, batch)
     return Tokens(unpack(h, rows_valid, x.shape[:2]), rows_valid, patch_index)
@@ -120,6 +121,10 @@ class ATSVisionTransformerMixin:
         self.ats_kept = kept
         return self.norm(tokens.x)
 
+    def forward_intermediates(self, *args, **kwargs):
+        # timm's version runs its own block loop, which would silently skip ATS
+        raise NotImplementedError("forward_intermediates is not available on a model with ATS")
+
 
 def apply_ats_vit(model: VisionTransformer, configs: Dict[int, ATSConfig], mode: str = "frame") -> VisionTransformer:
     """Puts ATS into the blocks named in ``configs`` of a timm VisionTransformer, in place."""
@@ -128,10 +133,13 @@ def apply_ats_vit(model: VisionTransformer, configs: Dict[int, ATSConfig], mode:
                          f"this model has global_pool={model.global_pool!r}")
     if not isinstance(model.patch_drop, torch.nn.Identity):
         raise ValueError("ATS does not support timm's patch dropout (patch_drop_rate > 0)")
-    for i in configs:
-        block = model.blocks[i]
-        if type(block) is not Block or getattr(block.attn, "gate", None) is not None:
-            raise ValueError(f"block {i} is a {type(block).__name__}; ATS supports timm's plain Block")
+    # every block runs through block_forward once ATS is in, not only the ATS blocks
+    for i, block in enumerate(model.blocks):
+        if type(block) is not Block or type(block.attn) is not Attention or block.attn.gate is not None:
+            raise ValueError(
+                f"block {i} is a {type(block).__name__} with {type(block.attn).__name__}; "
+                "ATS supports timm's plain Block with its plain Attention"
+            )
     if not isinstance(model, ATSVisionTransformerMixin):
         model.__class__ = type(f"ATS{type(model).__name__}", (ATSVisionTransformerMixin, type(model)), {})
     model.ats_blocks = configs
