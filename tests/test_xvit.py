@@ -377,7 +377,7 @@ def test_checkpoint_resizes_position_and_time_embeddings(tmp_path, caplog):
     sd = official_state()
     model = xvit(**{**TINY, "img_size": 48, "num_frames": 6, "shift_group": 3})
     with caplog.at_level(logging.WARNING):
-        out = checkpoint_filter_fn({"model_state": sd}, model)
+        out = checkpoint_filter_fn(sd, model)
     assert out["pos_embed"].shape == (1, 37, 48) and out["temp_embed"].shape == (1, 6, 1, 48)
     assert torch.equal(out["pos_embed"][:, 0], sd["base_model.pos_embed"][:, 0])
     assert "pos_embed resized" in caplog.text and "temp_embed interpolated" in caplog.text

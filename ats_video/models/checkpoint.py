@@ -13,8 +13,9 @@ found inside whichever container the file uses:
 - a bare state dict.
 
 Then the model family's own mapping function (one per family, as in timm) renames keys and
-resizes position and time embeddings, and the result is loaded strictly: every missing,
-unexpected and wrongly shaped key is named in one error. ATS adds no parameters, so a model
+resizes position and time embeddings; it does nothing else. The result is checked here, the
+same way for every family, and loaded strictly: every missing, unexpected and wrongly shaped key
+is named in one error, which names the file too. ATS adds no parameters, so a model
 loads the same before and after ``apply_ats``.
 """
 
@@ -122,15 +123,19 @@ def load_checkpoint(model: nn.Module, path: PathLike) -> Dict[str, Any]:
     Returns:
         The file's other entries (e.g. ``epoch``, ``optimizer_state``, ``cfg``), for resuming.
     Raises:
-        ValueError naming every missing, unexpected and wrongly shaped key.
+        ValueError naming the file and every missing, unexpected and wrongly shaped key.
     """
     family, filter_fn = _family(model)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state_dict, extra = split_checkpoint(checkpoint)
-    if extra.get("format") == FORMAT and extra.get("arch") != family.__name__:
-        raise ValueError(f"{os.fspath(path)} holds a {extra.get('arch')}, not a {family.__name__}")
-    state_dict = filter_fn(state_dict, model)
-    check_state_dict(model, state_dict)
+    try:
+        state_dict, extra = split_checkpoint(checkpoint)
+        if extra.get("format") == FORMAT and extra.get("arch") != family.__name__:
+            raise ValueError(f"it holds a {extra.get('arch')}, not a {family.__name__}")
+        state_dict = filter_fn(state_dict, model)
+        check_state_dict(model, state_dict)
+    except ValueError as err:
+        # the messages above describe the contents; the reader also needs to know which file
+        raise ValueError(f"{os.fspath(path)}: {err}") from err
     model.load_state_dict(state_dict, strict=True)
     _logger.info("loaded %s into %s", os.fspath(path), type(model).__name__)
     return extra

@@ -22,18 +22,16 @@ time_embed at every forward when the input differs; here :func:`checkpoint_filte
 them once, when a checkpoint is loaded.
 """
 
-import logging
 from functools import partial
 from typing import Callable, Dict, Iterable, Optional, Set
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
-from timm.layers import Attention, DropPath, Mlp, resample_abs_pos_embed, trunc_normal_
+from timm.layers import Attention, DropPath, Mlp, trunc_normal_
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-_logger = logging.getLogger(__name__)
+from ats_video.models.embeddings import resizable, resize_pos_embed, resize_time_embed
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -277,16 +275,6 @@ def _strip_prefix(state_dict: Dict[str, Tensor], prefix: str) -> Dict[str, Tenso
     return state_dict
 
 
-def _resizable(value: Optional[Tensor], target: Tensor) -> bool:
-    """Whether an embedding [1, L, D] differs from the model's only in its length L."""
-    return (
-        value is not None
-        and value.dim() == 3
-        and value.shape[-1] == target.shape[-1]
-        and value.shape != target.shape
-    )
-
-
 def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: TimeSformer) -> Dict[str, Tensor]:
     """Maps a TimeSformer state dict (official ``.pyth`` or this project's) onto ``model``.
 
@@ -296,33 +284,13 @@ def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: TimeSformer) -> D
     afterwards reports anything that does not match.
     """
     state_dict = _strip_prefix(_strip_prefix(dict(state_dict), "module."), "model.")
-    out = dict(state_dict)
-    pos = state_dict.get("pos_embed")
-    if _resizable(pos, model.pos_embed):
-        side = int(round((pos.shape[1] - 1) ** 0.5))
-        if side * side != pos.shape[1] - 1:
-            raise ValueError(
-                f"pos_embed {tuple(pos.shape)} is not a CLS entry and a square patch grid"
-            )
-        grid = model.patch_embed.grid_size
-        out["pos_embed"] = resample_abs_pos_embed(
-            pos,
-            list(grid),
-            [side, side],
-            num_prefix_tokens=1,
-            interpolation="bicubic",
-            antialias=True,
+    if resizable(state_dict.get("pos_embed"), model.pos_embed):
+        state_dict["pos_embed"] = resize_pos_embed(
+            state_dict["pos_embed"], model.patch_embed.grid_size
         )
-        _logger.warning(
-            "resized pos_embed from a %dx%d to a %dx%d patch grid (bicubic)", side, side, *grid
+    if resizable(state_dict.get("time_embed"), model.time_embed):
+        # nearest, as the official code resizes time_embed
+        state_dict["time_embed"] = resize_time_embed(
+            state_dict["time_embed"], model.num_frames, mode="nearest", name="time_embed"
         )
-    time = state_dict.get("time_embed")
-    if _resizable(time, model.time_embed):
-        out["time_embed"] = rearrange(
-            F.interpolate(rearrange(time, "1 t d -> 1 d t"), size=model.num_frames, mode="nearest"),
-            "1 d t -> 1 t d",
-        )
-        _logger.warning(
-            "resized time_embed from %d to %d frames (nearest)", time.shape[1], model.num_frames
-        )
-    return out
+    return state_dict
