@@ -8,18 +8,9 @@ paper's 2.9 (Table 2, DeiT-S + ATS). Weights are random (none can be downloaded 
 CLS attention is flatter than a trained model's: the sampler then keeps close to K tokens and
 the reduction comes from the budget, not from duplicates as with trained weights.
 
-Each (model, batch) runs in a fresh subprocess so that peak memory is its own: on CPU the peak
-resident set size above the process's size before the first forward, on CUDA
-``torch.cuda.max_memory_allocated`` above the memory held before the first forward.
+Each (model, batch) runs in a fresh subprocess so that peak memory is its own (see common.py).
 """
 
-import argparse
-import json
-import platform
-import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import ats_video  # noqa: F401  (before timm)
@@ -28,6 +19,8 @@ import torch
 
 from ats_video import apply_ats
 from ats_video.flops import count_gflops
+
+import common  # benchmarks/common.py, beside this script
 
 ROOT = Path(__file__).resolve().parent
 ATS_BLOCKS = tuple(range(3, 12))
@@ -48,97 +41,34 @@ def mean_gflops(ratio, samples=8):
     return count_gflops(build(ratio), images(samples)).mean().item()
 
 
-def find_ratio(target=TARGET_GFLOPS, steps=10):
-    low, high = 0.05, 1.0
-    for _ in range(steps):
-        mid = (low + high) / 2
-        low, high = (mid, high) if mean_gflops(mid) < target else (low, mid)
-    return round((low + high) / 2, 4)
-
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
 def measure(ratio, batch, device, iters):
     """Runs in its own process: throughput and peak memory of one (model, batch)."""
     torch.manual_seed(0)
-    model = build(ratio).to(device)
-    x = images(batch).to(device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = rss_bytes()
-    with torch.inference_mode():
-        model(x)  # warm-up
-        sync()
-        start = time.perf_counter()
-        for _ in range(iters):
-            model(x)
-        sync()
-        seconds = (time.perf_counter() - start) / iters
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {"images_per_s": batch / seconds, "peak_mib": peak / 2**20}
-
-
-def run_isolated(ratio, batch, device, iters):
-    args = [sys.executable, __file__, "--measure", json.dumps([ratio, batch, device, iters])]
-    return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    return common.measure(build(ratio), images(batch), device, iters)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--iters", type=int, default=5, help="timed forwards per (model, batch)")
     parser.add_argument("--ratio", type=float, help="ATS budget rho; default: found for 2.9 GFLOPs")
     parser.add_argument("--out", type=Path, default=ROOT / "deit_ats.md")
-    parser.add_argument("--machine", default=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    parser.add_argument("--measure", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(*json.loads(args.measure))))
-        return
+    args = common.parse_args(parser, measure)
 
-    ratio = args.ratio or find_ratio()
+    ratio = args.ratio or common.bisect_ratio(mean_gflops, TARGET_GFLOPS, steps=10, digits=4)
     gflops = {None: mean_gflops(None), ratio: mean_gflops(ratio)}
-    rows = []
-    for batch in args.batch_sizes:
-        result = {r: run_isolated(r, batch, args.device, args.iters) for r in (None, ratio)}
-        speedup = result[ratio]["images_per_s"] / result[None]["images_per_s"]
-        flop_ratio = gflops[None] / gflops[ratio]
-        for r, name in [(None, "DeiT-S"), (ratio, f"DeiT-S + ATS (rho={ratio})")]:
-            rows.append(
-                f"| {name} | {batch} | {result[r]['images_per_s']:.1f} | {gflops[r]:.2f} | "
-                f"{result[r]['peak_mib']:.0f} | " + (f"{speedup:.2f} / {flop_ratio:.2f} = {speedup / flop_ratio:.2f} |" if r else "- |")
-            )
-        print(rows[-2], rows[-1], sep="\n", flush=True)
+    names = ("DeiT-S", f"DeiT-S + ATS (rho={ratio})")
+    rows = common.comparison_rows(__file__, names, ratio, gflops, args, rate=".1f", flops=".2f")
 
-    table = "\n".join(
-        [
-            f"# DeiT-S with and without ATS on {args.device}",
-            "",
-            f"Machine: {args.machine}. torch {torch.__version__}. Command: `python benchmarks/deit_ats.py "
-            + " ".join(sys.argv[1:])
-            + "`.",
-            f"ATS in blocks 3-11, budget rho={ratio}; random weights and random 224x224 inputs; "
-            f"{args.iters} timed forwards after one warm-up, inference mode. GFLOPs: mean per image "
-            "as run (`ats_video.flops.count_gflops`, 1 multiply-add = 1 FLOP) over 8 images.",
-            "",
-            "| model | batch | images/s | GFLOPs | peak memory (MiB) | speed-up / GFLOPs ratio |",
-            "|---|---|---|---|---|---|",
-            *rows,
-            "",
-        ]
+    description = (
+        f"ATS in blocks 3-11, budget rho={ratio}; random weights and random 224x224 inputs; "
+        f"{args.iters} timed forwards after one warm-up, inference mode. GFLOPs: mean per image "
+        "as run (`ats_video.flops.count_gflops`, 1 multiply-add = 1 FLOP) over 8 images."
     )
-    args.out.write_text(table)
-    print(f"wrote {args.out}")
+    title = f"# DeiT-S with and without ATS on {args.device}"
+    common.write_report(
+        args.out, __file__, title=title, machine=args.machine, description=description, unit="images", rows=rows
+    )
 
 
 if __name__ == "__main__":
