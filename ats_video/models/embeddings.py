@@ -72,8 +72,9 @@ def resize_time_embed(embed: Tensor, num_frames: int, *, mode: str, name: str) -
         embed: [1, T', D].
         num_frames: T, the model's frame count.
         mode: ``F.interpolate``'s mode. The families differ on purpose: TimeSformer uses
-            "nearest", as its official code does at every forward; XViT's release defines no
-            resize, and "linear" is what this project has used for it from the start.
+            "nearest", as its official code does at every forward; for XViT no official rule
+            was found (none is documented here), and "linear" is what this project has used
+            for it from the start.
         name: the state-dict key, for the warning.
     Returns:
         [1, num_frames, D].
