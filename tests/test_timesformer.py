@@ -337,7 +337,9 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for enable in [False, True]:
         model.set_grad_checkpointing(enable)
         model.zero_grad()
-        model(clips(2)).square().sum().backward()
+        inputs = clips(2)
+        torch.manual_seed(1)  # the same stochastic-depth draws in both runs
+        model(inputs).square().sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])
 

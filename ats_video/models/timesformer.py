@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterable, Optional, Set
 import torch
 from einops import rearrange, reduce, repeat
 from timm.layers import Attention, DropPath, Mlp, trunc_normal_
+from timm.models.vision_transformer import init_weights_vit_timm
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -188,13 +189,7 @@ class TimeSformer(nn.Module):
     def _init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.apply(init_weights_vit_timm)  # linear layers: truncated normal, std 0.02
         # temporal attention starts as the identity in all blocks but the first, as officially,
         # so a model initialised from an image ViT first computes what the ViT does per frame
         for block in self.blocks[1:]:

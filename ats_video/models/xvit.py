@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Block as ViTBlock
+from timm.models.vision_transformer import init_weights_vit_timm
 from torch import Tensor, nn
 
 from ats_video.models.embeddings import resizable, resize_pos_embed, resize_time_embed
@@ -265,14 +266,7 @@ class XViT(nn.Module):
     def _init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.apply(init_weights_vit_timm)  # linear layers: truncated normal, std 0.02
 
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
