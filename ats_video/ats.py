@@ -246,41 +246,29 @@ def gather_rows(x: Tensor, rows: Tensor) -> Tensor:
     return x.gather(1, index)
 
 
-def drop_path_rows(rows: Tensor, sample: Tensor, num_samples: int, drop_prob: float, training: bool,
-                   scale_by_keep: bool = True) -> Tensor:
-    """Stochastic depth on packed rows: one keep-or-drop draw per sample, shared by all its rows.
+def drop_path(module: nn.Module, rows: Tensor, sample: Optional[Tensor], num_samples: int) -> Tensor:
+    """A block's stochastic depth (timm ``DropPath`` or ``Identity``) on packed rows.
 
-    timm's DropPath draws once per leading index, which on packed rows would be once per token.
-
-    Args:
-        rows: [R, D] packed rows (a residual branch's output).
-        sample: [R] long, the sample each row belongs to.
-        num_samples: B.
-        drop_prob: the probability of dropping a sample's branch; training: whether to drop at all.
-        scale_by_keep: divide kept rows by 1 - drop_prob, as timm does by default.
-    Returns:
-        [R, D].
-    """
-    if drop_prob == 0.0 or not training:
-        return rows
-    keep_prob = 1.0 - drop_prob
-    keep = rows.new_empty(num_samples).bernoulli_(keep_prob)
-    if scale_by_keep and keep_prob > 0.0:
-        keep = keep / keep_prob
-    return rows * keep[sample, None]
-
-
-def drop_path(module: nn.Module, rows: Tensor, sample: Tensor, num_samples: int) -> Tensor:
-    """A block's stochastic-depth module (timm ``DropPath`` or ``Identity``) on packed rows.
+    timm's DropPath draws once per leading index, which on packed rows would be once per token;
+    here each sample draws once and all its rows share the draw.
 
     Args:
         module: the block's drop-path module, whose ``drop_prob``, ``scale_by_keep`` and
             ``training`` apply.
-        rows, sample, num_samples: as for :func:`drop_path_rows`.
+        rows: [R, D] packed rows (a residual branch's output).
+        sample: [R] long, the sample each row belongs to (see :func:`row_samples`); may be None
+            when the module is not training.
+        num_samples: B.
+    Returns:
+        [R, D].
     """
-    if not isinstance(module, DropPath):
+    if not isinstance(module, DropPath) or not module.training or module.drop_prob == 0.0:
         return rows
-    return drop_path_rows(rows, sample, num_samples, module.drop_prob, module.training, module.scale_by_keep)
+    keep_prob = 1.0 - module.drop_prob
+    keep = rows.new_empty(num_samples).bernoulli_(keep_prob)
+    if module.scale_by_keep and keep_prob > 0.0:
+        keep = keep / keep_prob
+    return rows * keep[sample, None]
 
 
 def row_samples(x: Tensor, valid: Optional[Tensor]) -> Tensor:
