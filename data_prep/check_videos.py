@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     videos = read_video_list(
         args.list, prefix=prefix, separator=args.separator, class_names=class_names
     )
-    with open(args.list) as f:
+    with open(args.list, encoding="utf-8-sig") as f:
         lines = [line if line.endswith("\n") else line + "\n" for line in f if line.strip()]
 
     out = args.out or list_dir

@@ -47,7 +47,7 @@ def parse_args(argv):
 
 def read_labels(path: str) -> dict[str, str]:
     """Maps an image's name without extension to its WordNet id."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         lines = f.read().splitlines()
     if lines and "," in lines[0]:
         rows = list(enumerate(csv.reader(lines), start=1))

@@ -57,7 +57,8 @@ def read_annotations(paths: list[str]) -> list[dict]:
     """Rows of all CSVs, with their ``clip`` name, ``split`` in SPLIT_NAMES and source line."""
     rows = []
     for path in paths:
-        with open(path, newline="") as f:
+        # utf-8-sig: with a BOM (Excel), the first column would not be "label"
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:

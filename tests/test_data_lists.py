@@ -119,3 +119,16 @@ def test_load_videos_dispatch(tmp_path):
     assert load_videos(path, prefix="p") == [VideoRecord("p/a.mp4", 0)]
     with pytest.raises(FileNotFoundError, match="nothing.csv: no such list file"):
         load_videos(str(tmp_path / "nothing.csv"))
+
+
+def test_lists_and_class_maps_with_a_byte_order_mark(tmp_path):
+    # Excel and Notepad save UTF-8 with a BOM; it must not become part of the first path.
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffa.mp4 0\r\nb.mp4 1\r\n".encode("utf-8"))
+    assert read_video_list(str(path), prefix="/d") == [
+        VideoRecord("/d/a.mp4", 0),
+        VideoRecord("/d/b.mp4", 1),
+    ]
+    names = tmp_path / "classids.json"
+    names.write_bytes(("\ufeff" + json.dumps({"b": 1, "a": 0})).encode("utf-8"))
+    assert read_class_names(str(names)) == ["a", "b"]

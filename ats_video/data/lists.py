@@ -37,7 +37,7 @@ def read_class_names(path: str) -> list[str]:
     Returns:
         the class names in index order.
     """
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:  # drops a BOM (Excel, Notepad)
         try:
             data = json.load(f)
         except json.JSONDecodeError as error:
@@ -81,7 +81,7 @@ def read_video_list(
     class_index = {name: i for i, name in enumerate(class_names or [])}
     name = os.path.basename(path)
     records = []
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:  # drops a BOM (Excel, Notepad)
         lines = [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
     if separator == "auto" and lines:
         separator = "," if "," in lines[0][1] else " "
