@@ -155,7 +155,9 @@ def test_kinetics_lists_from_annotations(synthetic, tmp_path, capsys):
     bom.parent.mkdir()
     bom.write_bytes(b"\xef\xbb\xbf" + open(annotations[0], "rb").read())
     bom_out = str(tmp_path / "bom_lists")
-    script("kinetics_lists").main(["--annotations", str(bom), "--videos", synthetic, "--out", bom_out])
+    script("kinetics_lists").main(
+        ["--annotations", str(bom), "--videos", synthetic, "--out", bom_out]
+    )
     assert open(os.path.join(bom_out, "train.csv")).read() == "".join(train_lines)
     bad = tmp_path / "bad.csv"
     bad.write_text("label,youtube_id,time_start,time_end,split\nzumba,abc,1,11,holdout\n")
