@@ -75,6 +75,13 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
         separator=data.PATH_LABEL_SEPARATOR,
         class_names=class_names,
     )
+    # a label beyond the classifier would otherwise surface only in the loss, far from its cause
+    label = max(video.label for video in videos)
+    if label >= cfg.MODEL.NUM_CLASSES:
+        raise ValueError(
+            f"{os.path.join(root, source)}: label {label} is out of range for MODEL.NUM_CLASSES "
+            f"{cfg.MODEL.NUM_CLASSES}"
+        )
     training = split == "train"
     return KineticsDataset(
         videos,

@@ -97,3 +97,10 @@ def test_build_imagenet(tmp_path):
     cfg.merge_from_list(["DATA.DATASET", "ucf101"])
     with pytest.raises(ValueError, match="DATA.DATASET must be"):
         build_dataset(cfg, "train")
+
+
+def test_labels_beyond_the_classifier_are_named(kinetics_dir):
+    cfg = kinetics_cfg(kinetics_dir)
+    cfg.merge_from_list(["MODEL.NUM_CLASSES", "1"])
+    with pytest.raises(ValueError, match=r"train.csv: label 1 is out of range for MODEL.NUM_CLASSES 1"):
+        build_dataset(cfg, "train")
