@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Builds the project's Python environment in $VENV (default .venv) from nothing, idempotently.
 #
-# The virtual environment sees the system's site-packages, so a PyTorch already installed there
-# (a CUDA build on a GPU machine) is kept. Only where no torch is importable do we install the
-# pinned pair below: on a CPU machine whose pip index offers a local CPU wheel that avoids
-# downloading several GB of CUDA packages; torch and torchvision must always be pinned together.
+# A PyTorch already installed is kept (a CUDA build on a GPU machine): inside an active virtual
+# environment that has torch, $VENV links to that environment; otherwise $VENV is a new virtual
+# environment that sees the system's (or conda's) site-packages. Only where no torch is
+# importable do we install the pinned pair below: on a CPU machine whose pip index offers a
+# local CPU wheel, that avoids downloading several GB of CUDA packages. torch and torchvision
+# must always be pinned together.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 TORCH_PAIR=(torch==2.13.0 torchvision==0.28.0)
 
-[ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
+if [ ! -e "$VENV" ]; then
+    if python3 -c "import sys, torch; sys.exit(sys.prefix == sys.base_prefix)" 2>/dev/null; then
+        # an active virtual environment already has torch, which a new venv could not see: use it
+        ln -s "$(python3 -c 'import sys; print(sys.prefix)')" "$VENV"
+    else
+        python3 -m venv --system-site-packages "$VENV"
+    fi
+fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
 
