@@ -33,6 +33,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=4, help="random images when --images-pt is not given")
     args = parser.parse_args()
 
+    torch.manual_seed(0)  # the same random weights every run when no checkpoint is given
     model = timm.create_model(args.model).eval()
     if args.checkpoint:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
