@@ -4,37 +4,30 @@ from __future__ import annotations
 
 import os
 
-import timm
 import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from ats_video import models
 from ats_video.data.imagenet import ImageNetFolder
 from ats_video.data.kinetics import KineticsDataset
 from ats_video.data.lists import load_videos, read_class_names
-from ats_video.patch import apply_ats
+
+from ats_video.families import apply_ats, create_model, video_architectures
 
 SPLITS = ("train", "val", "test")
-VIDEO_MODELS = {
-    "timesformer_base_8x224": models.timesformer_base_8x224,
-    "timesformer_hr_16x448": models.timesformer_hr_16x448,
-    "timesformer_l_96x224": models.timesformer_l_96x224,
-    "xvit_base_16x224_k600": models.xvit_base_16x224_k600,
-}
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
     """The model named by ``cfg.MODEL.ARCH``, with ATS as ``cfg.ATS`` says (random weights)."""
     arch = cfg.MODEL.ARCH
     common = dict(num_classes=cfg.MODEL.NUM_CLASSES, drop_path_rate=cfg.MODEL.DROP_PATH_RATE)
-    if arch in VIDEO_MODELS:
-        size = dict(num_frames=cfg.DATA.NUM_FRAMES, img_size=cfg.DATA.TRAIN_CROP_SIZE)
-        model = VIDEO_MODELS[arch](**common, **size)
-    elif arch in timm.list_models():
-        model = timm.create_model(arch, img_size=cfg.DATA.TRAIN_CROP_SIZE, **common)
-    else:
-        raise ValueError(f"MODEL.ARCH {arch!r} is neither a video preset ({sorted(VIDEO_MODELS)}) nor a timm model")
+    size = dict(img_size=cfg.DATA.TRAIN_CROP_SIZE)
+    if arch in video_architectures():
+        size["num_frames"] = cfg.DATA.NUM_FRAMES
+    try:
+        model = create_model(arch, **common, **size)
+    except ValueError as error:
+        raise ValueError(f"MODEL.ARCH: {error}") from None
     if cfg.ATS.ENABLE:
         budget = cfg.ATS.K if cfg.ATS.K > 0 else cfg.ATS.RATIO
         apply_ats(model, cfg.ATS.BLOCKS or None, budget, mode=cfg.ATS.MODE, selector=cfg.ATS.SELECTOR)

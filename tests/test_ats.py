@@ -10,7 +10,7 @@ from paper import naive_budget, naive_sample
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
-from ats_video import apply_ats
+from ats_video import apply_ats, kept_tokens
 from ats_video.ats import (
     ATSConfig,
     cls_attention,
@@ -205,7 +205,7 @@ def test_batch_results_equal_single_image_results(cls, selector):
         for image in images:
             alone.append(model(image[None]))
             for record, counts in zip(model.ats_kept, kept_batched):
-                assert record.count.item() == counts[len(alone) - 1].item()
+                assert torch.equal(record.count[0], counts[len(alone) - 1])
     counts = torch.stack(kept_batched)
     if selector == "sample":  # top-K keeps exactly K everywhere; sampling must exercise padding
         assert (counts != counts[:, :1]).any(), "the test needs samples with different kept counts"
@@ -218,11 +218,14 @@ def test_padding_never_reaches_real_tokens():
     images = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         model(images)
-    # every row beyond a sample's count is padding: index -1, and the counts match the indices
-    for record in model.ats_kept:
-        assert torch.equal((record.patch_index >= 0).sum(-1), record.count)
-        for indices, count in zip(record.patch_index, record.count):
-            real = indices[:count]
+    # every row beyond a sample's count is padding: position -1, and the counts match the positions
+    for record in kept_tokens(model):
+        assert record.grid == (1, 8, 8) and record.count.shape == (3, 1)
+        assert torch.equal((record.positions[..., 0] >= 0).sum(-1), record.count[:, 0])
+        assert torch.equal(record.mask.flatten(1).sum(-1), record.count[:, 0])
+        for positions, count in zip(record.positions, record.count[:, 0]):
+            real = positions[:count, 1] * 8 + positions[:count, 2]
+            assert (positions[:count, 0] == 0).all() and (positions[count:] == -1).all()
             assert torch.equal(real, real.sort().values)  # original order kept
             assert (real < 64).all() and len(set(real.tolist())) == count
 
@@ -233,8 +236,8 @@ def test_kept_indices_shrink_through_blocks():
         model(torch.randn(2, 3, 32, 32))
     assert [r.block for r in model.ats_kept] == list(ATS_BLOCKS)
     for earlier, later in zip(model.ats_kept, model.ats_kept[1:]):
-        for b in range(2):
-            assert set(later.patch_index[b].tolist()) - {-1} <= set(earlier.patch_index[b].tolist())
+        assert not (later.mask & ~earlier.mask).any()
+        assert (later.count <= earlier.count).all()
 
 
 def test_default_budget_keeps_every_token_when_scores_are_uniform():
@@ -389,4 +392,4 @@ def test_counting_flops_keeps_the_last_readout():
         model(torch.randn(3, 3, 32, 32))
     kept = model.ats_kept
     count_gflops(model, torch.randn(2, 3, 32, 32))
-    assert model.ats_kept is kept and kept[0].count.shape == (3,)
+    assert model.ats_kept is kept and kept[0].count.shape == (3, 1)

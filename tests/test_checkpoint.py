@@ -5,7 +5,7 @@ import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from ats_video.models import load_checkpoint
+from ats_video import load_checkpoint
 
 DEIT = dict(img_size=32, patch_size=4, embed_dim=48, depth=2, num_heads=3)
 

@@ -12,11 +12,9 @@ import torch.nn.functional as F
 from paper import naive_budget, naive_sample
 from timm.models.vision_transformer import VisionTransformer
 
-from ats_video import apply_ats
+from ats_video import apply_ats, load_checkpoint, save_checkpoint
 from ats_video.flops import count_gflops
 from ats_video.models import (
-    load_checkpoint,
-    save_checkpoint,
     timesformer,
     timesformer_base_8x224,
     timesformer_hr_16x448,

@@ -17,7 +17,7 @@ from paper import naive_budget, naive_sample
 
 from ats_video import apply_ats
 from ats_video.flops import count_gflops
-from ats_video.models import load_checkpoint
+from ats_video import load_checkpoint
 from ats_video.models.xvit import MixingAttention, checkpoint_filter_fn, xvit, xvit_base_16x224_k600
 from ats_video.patch.xvit import shift_by_position
 

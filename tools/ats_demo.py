@@ -10,7 +10,7 @@ counts, then the GFLOPs per image as run and how often the top-1 class agrees.
 
 import argparse
 
-import ats_video  # noqa: F401  (before timm)
+import ats_video  # before timm: repairs torchvision imports where needed
 import timm
 import torch
 
@@ -54,7 +54,7 @@ def main():
 
     print(f"{args.model} + ATS (k={args.k}, selector={args.selector}) on {len(images)} images")
     print("block  kept tokens per image")
-    for record in model.ats_kept:
+    for record in ats_video.kept_tokens(model):
         print(f"{record.block:5d}  {record.count.tolist()}")
     agree = (plain_logits.argmax(-1) == ats_logits.argmax(-1)).float().mean().item()
     print(f"GFLOPs per image: {plain_gflops.mean():.2f} without ATS, {ats_gflops.mean():.2f} with ATS")

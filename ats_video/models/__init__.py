@@ -1,6 +1,5 @@
-"""Video backbones (TimeSformer, XViT) and loading their checkpoints."""
+"""Video backbones (TimeSformer, XViT) and what the project adds to timm's ViT / DeiT."""
 
-from ats_video.models.checkpoint import load_checkpoint, save_checkpoint
 from ats_video.models.timesformer import (
     TimeSformer,
     timesformer,
@@ -13,8 +12,6 @@ from ats_video.models.xvit import XViT, xvit, xvit_base_16x224_k600
 __all__ = [
     "TimeSformer",
     "XViT",
-    "load_checkpoint",
-    "save_checkpoint",
     "timesformer",
     "timesformer_base_8x224",
     "timesformer_hr_16x448",

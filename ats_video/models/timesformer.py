@@ -264,6 +264,15 @@ def timesformer_l_96x224(**kwargs) -> TimeSformer:
     return TimeSformer(**{"num_frames": 96, "img_size": 224, **kwargs})
 
 
+# architecture name -> constructor, for the family registry and configs (MODEL.ARCH)
+PRESETS = {
+    "timesformer": timesformer,
+    "timesformer_base_8x224": timesformer_base_8x224,
+    "timesformer_hr_16x448": timesformer_hr_16x448,
+    "timesformer_l_96x224": timesformer_l_96x224,
+}
+
+
 def _strip_prefix(state_dict: Dict[str, Tensor], prefix: str) -> Dict[str, Tensor]:
     if state_dict and all(k.startswith(prefix) for k in state_dict):
         return {k[len(prefix) :]: v for k, v in state_dict.items()}

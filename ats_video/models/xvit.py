@@ -345,6 +345,10 @@ def xvit_base_16x224_k600(**kwargs) -> XViT:
     return XViT(**{**config, **kwargs})
 
 
+# architecture name -> constructor, for the family registry and configs (MODEL.ARCH)
+PRESETS = {"xvit": xvit, "xvit_base_16x224_k600": xvit_base_16x224_k600}
+
+
 # ---------------------------------------------------------------- official checkpoints
 
 

@@ -53,7 +53,7 @@ from ats_video.ats import (
     unpack,
 )
 from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
-from ats_video.patch.video import KeptVideoTokens, kept_record
+from ats_video.tokens import KeptTokens, kept_record
 
 
 @dataclass
@@ -239,13 +239,13 @@ class ATSTimeSformerMixin:
     """Replaces TimeSformer's ``forward_features`` by an ATS-aware one.
 
     ``forward_features`` returns [B, 1 + T*S, D] as the plain model does, with zero rows at the
-    dropped tokens. After each forward, ``model.ats_kept`` lists a :class:`KeptVideoTokens` per
+    dropped tokens. After each forward, ``model.ats_kept`` lists a :class:`KeptTokens` per
     ATS block.
     """
 
     ats_blocks: Dict[int, ATSConfig]
     ats_mode: str
-    ats_kept: List[KeptVideoTokens]
+    ats_kept: List[KeptTokens]
 
     def forward_features(self, x: Tensor) -> Tensor:
         # until the first ATS block every token is present: those blocks run as in the plain model

@@ -32,6 +32,7 @@ from ats_video.ats import (
     significance_scores,
     unpack,
 )
+from ats_video.tokens import KeptTokens, kept_record
 
 
 @dataclass
@@ -45,20 +46,6 @@ class Tokens:
 
     x: Tensor
     valid: Optional[Tensor]
-    patch_index: Tensor
-
-
-@dataclass
-class KeptTokens:
-    """What one ATS block kept for each sample of the last forward.
-
-    block: the block's 0-based index.
-    count: [B] number of kept non-prefix tokens K'.
-    patch_index: [B, max K'] original patch indices of the kept tokens, in order, -1 at padding.
-    """
-
-    block: int
-    count: Tensor
     patch_index: Tensor
 
 
@@ -91,6 +78,13 @@ def block_forward(block: Block, tokens: Tokens, num_prefix_tokens: int, config: 
     return Tokens(unpack(h, rows_valid, x.shape[:2]), rows_valid, patch_index)
 
 
+def present(patch_index: Tensor, num_patches: int) -> Tensor:
+    """[B, L] patch indices (-1 at padding) -> [B, 1, num_patches] bool grid of present tokens."""
+    index = patch_index.masked_fill(patch_index < 0, num_patches)  # padding: a spare column
+    grid = torch.zeros(len(index), num_patches + 1, dtype=torch.bool, device=index.device)
+    return grid.scatter(1, index, True)[:, None, :num_patches]
+
+
 class ATSVisionTransformerMixin:
     """Replaces ``forward_features`` of a timm VisionTransformer (or subclass) by an ATS-aware one.
 
@@ -105,6 +99,7 @@ class ATSVisionTransformerMixin:
             raise ValueError("a model with ATS takes no attention mask: ATS makes its own")
         x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
         p = self.num_prefix_tokens
+        grid = self.patch_embed.grid_size
         batch, length, _ = x.shape
         index = torch.arange(length - p, device=x.device).expand(batch, -1)
         tokens = Tokens(x, None, index)
@@ -116,8 +111,7 @@ class ATSVisionTransformerMixin:
             else:
                 tokens = block_forward(block, tokens, p, config)
             if config is not None:
-                count = tokens.valid[:, p:].sum(-1)
-                kept.append(KeptTokens(i, count, tokens.patch_index))
+                kept.append(kept_record(i, present(tokens.patch_index, self.patch_embed.num_patches), grid))
         self.ats_kept = kept
         return self.norm(tokens.x)
 

@@ -51,7 +51,7 @@ from ats_video.ats import (
     unpack,
 )
 from ats_video.models.xvit import Block, MixingAttention, XViT
-from ats_video.patch.video import KeptVideoTokens, kept_record
+from ats_video.tokens import KeptTokens, kept_record
 from ats_video.patch.vit import Tokens
 
 
@@ -140,13 +140,13 @@ class ATSXViTMixin:
 
     ``forward_features`` returns [B, T, L', D], CLS first in every frame, then the frame's kept
     tokens and rows of padding up to the fullest frame (the head reads only CLS). After each
-    forward, ``model.ats_kept`` lists a ``KeptVideoTokens`` per ATS block: kept counts per frame
+    forward, ``model.ats_kept`` lists a ``KeptTokens`` per ATS block: kept counts per frame
     and the kept tokens' (t, h, w).
     """
 
     ats_blocks: Dict[int, ATSConfig]
     ats_mode: str
-    ats_kept: List[KeptVideoTokens]
+    ats_kept: List[KeptTokens]
 
     def forward_features(self, x: Tensor) -> Tensor:
         batch, frames = x.shape[0], x.shape[2]

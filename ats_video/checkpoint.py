@@ -21,49 +21,18 @@ loads the same before and after ``apply_ats``.
 
 import logging
 import os
-from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
-from timm.models.vision_transformer import checkpoint_filter_fn as timm_vit_filter_fn
 from torch import Tensor, nn
 
-from ats_video.models import timesformer, xvit
+from ats_video.families import family_of
 
 _logger = logging.getLogger(__name__)
 
 FORMAT = "ats_video"
 StateDict = Dict[str, Tensor]
 PathLike = Union[str, os.PathLike]
-
-
-def _vit_filter_fn(state_dict: StateDict, model: VisionTransformer) -> StateDict:
-    """timm's own mapping for ViT/DeiT checkpoints, which also resizes pos_embed (bicubic)."""
-    out = timm_vit_filter_fn(state_dict, model)
-    pos = state_dict.get("pos_embed")
-    if pos is not None and pos.shape != model.pos_embed.shape:
-        _logger.warning(
-            "resized pos_embed from %s to %s (bicubic)",
-            tuple(pos.shape),
-            tuple(model.pos_embed.shape),
-        )
-    return out
-
-
-# (model class, checkpoint-mapping function) of every model family, most specific first
-_FAMILIES: List[Tuple[type, Callable[[StateDict, nn.Module], StateDict]]] = [
-    (timesformer.TimeSformer, timesformer.checkpoint_filter_fn),
-    (xvit.XViT, xvit.checkpoint_filter_fn),
-    (VisionTransformer, _vit_filter_fn),
-]
-
-
-def _family(model: nn.Module) -> Tuple[type, Callable[[StateDict, nn.Module], StateDict]]:
-    for cls, filter_fn in _FAMILIES:
-        if isinstance(model, cls):
-            return cls, filter_fn
-    names = ", ".join(cls.__name__ for cls, _ in _FAMILIES)
-    raise TypeError(f"load_checkpoint does not know {type(model).__name__}; supported: {names}")
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -125,13 +94,14 @@ def load_checkpoint(model: nn.Module, path: PathLike) -> Dict[str, Any]:
     Raises:
         ValueError naming the file and every missing, unexpected and wrongly shaped key.
     """
-    family, filter_fn = _family(model)
+    family = family_of(model)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     try:
         state_dict, extra = split_checkpoint(checkpoint)
-        if extra.get("format") == FORMAT and extra.get("arch") != family.__name__:
-            raise ValueError(f"it holds a {extra.get('arch')}, not a {family.__name__}")
-        state_dict = filter_fn(state_dict, model)
+        arch = family.model_type.__name__
+        if extra.get("format") == FORMAT and extra.get("arch") != arch:
+            raise ValueError(f"it holds a {extra.get('arch')}, not a {arch}")
+        state_dict = family.checkpoint_filter(state_dict, model)
         check_state_dict(model, state_dict)
     except ValueError as err:
         # the messages above describe the contents; the reader also needs to know which file
@@ -147,7 +117,5 @@ def save_checkpoint(model: nn.Module, path: PathLike, **extra: Any) -> None:
     ``extra`` holds anything else worth keeping (epoch, optimizer state, config as a string);
     it must be loadable with ``weights_only=True`` (tensors, numbers, strings, lists, dicts).
     """
-    family, _ = _family(model)
-    torch.save(
-        {"format": FORMAT, "arch": family.__name__, "model": model.state_dict(), **extra}, path
-    )
+    arch = family_of(model).model_type.__name__
+    torch.save({"format": FORMAT, "arch": arch, "model": model.state_dict(), **extra}, path)
