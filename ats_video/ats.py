@@ -3,27 +3,28 @@
 Follows Fayyaz et al., "Adaptive Token Sampling for Efficient Vision Transformers", ECCV 2022
 (arXiv 2111.15667). An ATS layer is an ordinary attention layer that, after computing keys and
 values, scores every token by the CLS token's attention times the value's norm (Eq. 3), picks
-tokens by inverse transform sampling of those scores, and computes attention outputs only for
-CLS, the other prefix tokens and the picked tokens. Nothing here has parameters.
+tokens by inverse transform sampling of those scores (Eq. 4-5), and computes attention outputs
+only for CLS, the other prefix tokens and the picked tokens. Nothing here has parameters.
 
-Tokens of a batch are kept in a padded layout: a sample's tokens are the first rows of its row
-of ``x``, a ``valid`` mask says which rows are real, and keys outside it get ``-inf`` so padding
-never changes a real token. Token-wise work (norms, projections, MLP) runs on the valid rows
-only (``pack``/``unpack``), so its cost follows the sum of the kept tokens, not the maximum.
+:func:`keep_tokens` is the ATS step every backbone runs on its packed tokens
+(:class:`ats_video.tokens.Layout`): score, select; the caller gathers the kept rows. The
+functions it is made of work on a padded [sequences, tokens] layout, one row per sequence, so
+that each sequence's result is computed on its own and never depends on the rest of its batch.
 
 NOTE: the sampling grid is the paper's ``u_m = (2m - 1) / (2K)``; the official code's grid
 (N - 1 points from the smallest non-zero CDF value to 1) is not used. See README, "Differences".
-NOTE: the budget ``K`` is per sample: a ratio ``rho`` applies to that sample's own token count,
-so a sample's result never depends on the other samples of its batch.
+NOTE: the budget ``K`` is per sequence: a ratio ``rho`` applies to that sequence's own token
+count, so a result never depends on the other samples of its batch.
 """
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
-from torch import Tensor, nn
+from torch import Tensor
+
+from ats_video.tokens import Layout
 
 Budget = Union[int, float]
 
@@ -44,34 +45,68 @@ def resolve_budget(k: Budget, num_tokens: Union[int, Tensor]) -> Tensor:
         raise TypeError(f"ATS budget k must be an int or a float ratio, got {k!r}")
     if isinstance(k, int):
         if k < 1:
-            raise ValueError(f"ATS budget k must be >= 1, got {k}")
+            raise ValueError(f"ATS budget k must be an int >= 1 or a ratio in (0, 1], got {k}")
         return torch.full_like(n, k)
     if not 0.0 < k <= 1.0:
         raise ValueError(f"ATS budget ratio must lie in (0, 1], got {k}")
     return torch.floor(n.double() * k + 0.5).long().clamp_min(MIN_RATIO_BUDGET)
 
 
+def _score_dtype(*tensors: Tensor) -> torch.dtype:
+    """The wider of the inputs' type and float32: half inputs are scored in float32."""
+    return torch.promote_types(torch.float32, torch.promote_types(*(t.dtype for t in tensors)))
+
+
+def cls_attention(q: Tensor, k: Tensor, layout: Layout) -> Tensor:
+    """Softmaxed attention row of each sequence's first query (CLS) over the sequence's keys.
+
+    Args:
+        q, k: [R, H, d] queries and keys, packed by ``layout``.
+    Returns:
+        [S, H, L] in float32 (float64 for float64 inputs), L = ``layout.max_len``, exactly zero
+        at padding.
+    """
+    dtype = _score_dtype(q, k)
+    # not under autocast: these probabilities decide which tokens are kept
+    with torch.autocast(q.device.type, enabled=False):
+        q_cls, k = q[layout.offsets[:-1]].to(dtype) * q.shape[-1] ** -0.5, k.to(dtype)
+        if layout.uniform:
+            return torch.einsum("shd,slhd->shl", q_cls, layout.pad(k)).softmax(dim=-1)
+        # one dot product per real key (no padding computed), then the padded view for softmax
+        logits = layout.pad(torch.einsum("rhd,rhd->rh", q_cls[layout.sequence_of_rows()], k))
+        logits = logits.masked_fill(~layout.valid()[..., None], float("-inf"))
+        return logits.transpose(1, 2).softmax(dim=-1)
+
+
 def significance_scores(cls_attn: Tensor, v: Tensor, num_prefix_tokens: int = 1) -> Tensor:
     """Significance score of every non-prefix token (Eq. 3).
 
     Args:
-        cls_attn: [B, H, T] softmaxed attention of the CLS query over all T tokens.
-        v: [B, H, T, d] values.
+        cls_attn: [S, H, L] softmaxed attention of the CLS query over all L tokens.
+        v: [S, L, H, d] values.
         num_prefix_tokens: p, the leading tokens (CLS, distillation) that are not scored.
     Returns:
-        [B, T - p] float32 scores: per head ``a_j * ||v_j||`` normalised over the non-prefix
-        tokens, summed over heads.
+        [S, L - p] scores in the wider of the inputs' type and float32: per head
+        ``a_j * ||v_j||`` normalised over the non-prefix tokens, summed over heads.
     """
     p = num_prefix_tokens
-    weighted = cls_attn[..., p:].float() * v[..., p:, :].float().norm(dim=-1)
+    dtype = _score_dtype(cls_attn, v)
+    weighted = cls_attn[..., p:].to(dtype) * v[:, p:].to(dtype).norm(dim=-1).transpose(1, 2)
     # clamp: a head whose weights are all zero contributes zeros instead of NaN
-    weighted = weighted / weighted.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    weighted = weighted / weighted.sum(-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
     return weighted.sum(1)
 
 
-def _per_sample(k: Union[int, Tensor], batch: int, device: torch.device) -> Tensor:
-    k = torch.as_tensor(k, device=device, dtype=torch.long)
-    return k.expand(batch) if k.dim() == 0 else k
+def _check(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """The per-row budgets [B] of a selector call, after checking both inputs."""
+    k = torch.as_tensor(k, device=scores.device, dtype=torch.long)
+    k = k.expand(len(scores)) if k.dim() == 0 else k
+    if len(k) and int(k.min()) < 1:
+        raise ValueError(f"ATS budget K must be >= 1 in every row, got {int(k.min())}")
+    # a NaN would otherwise turn into a uniform sample, silently
+    if not bool(torch.isfinite(scores).all()) or bool((scores < 0).any()):
+        raise ValueError("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
+    return k
 
 
 def _normalised_cdf(scores: Tensor) -> Tensor:
@@ -87,17 +122,17 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     """Inverse transform sampling of tokens (the paper's sampler).
 
     For u_m = (2m - 1) / (2K), m = 1..K, picks the first token whose CDF >= u_m; a token picked
-    several times is kept once, so a sample keeps K' <= K tokens. Deterministic, and each row
-    is computed on its own.
+    several times is kept once, so a row keeps K' <= K tokens. Deterministic, and each row is
+    computed on its own. A row of zeros is sampled as if uniform.
 
     Args:
-        scores: [B, N] non-negative scores.
-        k: K, an int or a LongTensor [B] of per-sample budgets; K > N is allowed.
+        scores: [B, N] finite, non-negative scores (ValueError otherwise).
+        k: K >= 1, an int or a LongTensor [B] of per-row budgets; K > N is allowed.
     Returns:
         [B, N] bool mask of the kept tokens (at least one per row).
     """
     b, n = scores.shape
-    k = _per_sample(k, b, scores.device)
+    k = _check(scores, k)
     cdf = _normalised_cdf(scores)
     m = torch.arange(1, int(k.max()) + 1 if b else 1, device=scores.device)
     grid = (2 * m - 1).double() / (2 * k[:, None]).double()  # [B, Kmax]
@@ -113,8 +148,8 @@ def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     Same interface as :func:`sample_tokens`; K >= N keeps every token.
     """
     b, n = scores.shape
-    k = _per_sample(k, b, scores.device)
-    order = torch.sort(scores.float(), dim=-1, descending=True, stable=True).indices
+    k = _check(scores, k)
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
     rank_kept = torch.arange(n, device=scores.device) < k[:, None]
     return torch.zeros_like(rank_kept).scatter_(1, order, rank_kept)
 
@@ -139,17 +174,17 @@ class ATSConfig:
 
 
 def select_tokens(scores: Tensor, valid: Optional[Tensor], config: ATSConfig) -> Tensor:
-    """Chooses the kept tokens of each sample from its scores.
+    """Chooses the kept tokens of each row from its scores.
 
     Args:
         scores: [B, N] significance scores (padding may hold anything).
         valid: [B, N] bool mask of real (non-padding) tokens, or None when all are real.
         config: the budget and selector.
     Returns:
-        [B, N] bool mask of kept tokens, a subset of ``valid`` with at least one per sample.
+        [B, N] bool mask of kept tokens, a subset of ``valid`` with at least one per row.
     """
     if valid is None:
-        valid = torch.ones_like(scores, dtype=torch.bool)
+        return SELECTORS[config.selector](scores, resolve_budget(config.k, scores.shape[1]))
     scores = scores.masked_fill(~valid, 0)
     # no information at all (every value zero): keep a uniform sample of the real tokens
     scores = torch.where(scores.sum(-1, keepdim=True) > 0, scores, valid.to(scores.dtype))
@@ -178,101 +213,73 @@ def select_shared(scores: Tensor, valid: Optional[Tensor], config: ATSConfig) ->
     return keep if valid is None else keep & valid
 
 
-def kept_rows(keep: Tensor, num_prefix_tokens: int) -> "tuple[Tensor, Tensor]":
-    """Row positions of the prefix tokens and the kept tokens, in their original order.
+@dataclass(frozen=True)
+class SharedGrid:
+    """Where the tokens of a clip's frames sit, for the "shared" mode.
+
+    frames: T, the consecutive sequences that are the frames of one clip.
+    slot: [R] long, each row's position on a frame's patch grid (h * width + w), -1 for prefix
+        tokens.
+    size: the positions of a frame's patch grid.
+    """
+
+    frames: int
+    slot: Tensor
+    size: int
+
+
+def _select_shared_rows(scores: Tensor, valid: Optional[Tensor], slot: Tensor, grid: SharedGrid,
+                        config: ATSConfig) -> Tensor:
+    """:func:`select_shared` for per-frame padded rows: [S, N] scores and slots -> [S, N] keep."""
+    s, n = scores.shape
+    spare = grid.size  # padding writes to a spare column
+    slot = slot if valid is None else slot.masked_fill(~valid, spare)
+    on_grid = scores.new_zeros(s, grid.size + 1).scatter_(1, slot, scores)[:, :-1]
+    present = torch.zeros(s, grid.size + 1, dtype=torch.bool, device=scores.device)
+    present = present.scatter_(1, slot, True)[:, :-1]
+    keep = select_shared(
+        on_grid.view(-1, grid.frames, grid.size), present.view(-1, grid.frames, grid.size), config
+    ).reshape(s, grid.size)
+    keep = F.pad(keep, (0, 1)).gather(1, slot)
+    return keep if valid is None else keep & valid
+
+
+def keep_tokens(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    layout: Layout,
+    num_prefix_tokens: int,
+    config: ATSConfig,
+    shared: Optional[SharedGrid] = None,
+) -> Tuple[Optional[Tensor], Tensor]:
+    """The ATS step: which rows of each sequence an ATS attention layer keeps.
+
+    Scores each sequence's non-prefix tokens from its first row's (CLS) query (Eq. 3) and
+    selects by ``config``, per sequence, or with ``shared`` one set of positions per clip.
 
     Args:
-        keep: [B, N] bool mask over the non-prefix tokens.
-        num_prefix_tokens: p.
+        q, k, v: [R, H, d] the layer's queries, keys and values, packed by ``layout``; every
+            sequence starts with its ``num_prefix_tokens`` prefix rows, CLS first.
+        layout: the sequences.
+        num_prefix_tokens: p, always kept.
+        config: budget and selector.
+        shared: the clips' frame grids for the "shared" mode; None for a set per sequence.
     Returns:
-        rows: [B, L'] long positions into the p + N input rows, padded with 0;
-        valid: [B, L'] bool mask of the real rows, L' = p + the largest kept count.
+        keep: [R] bool, the kept rows (prefix rows included), or None when every row is kept;
+        lengths: [S] the kept rows per sequence.
     """
-    prefix = torch.ones_like(keep[:, :num_prefix_tokens]) if num_prefix_tokens else keep[:, :0]
-    full = torch.cat([prefix, keep], dim=1)
-    counts = full.sum(-1)
-    length = int(counts.max()) if len(counts) else num_prefix_tokens
-    # a stable sort puts the kept rows first without changing their order
-    rows = torch.sort((~full).to(torch.uint8), dim=-1, stable=True).indices[:, :length]
-    valid = torch.arange(length, device=keep.device) < counts[:, None]
-    return rows.masked_fill(~valid, 0), valid
-
-
-def cls_attention(q_cls: Tensor, k: Tensor, key_valid: Optional[Tensor]) -> Tensor:
-    """Softmaxed attention row of a single query over all keys.
-
-    Args:
-        q_cls: [B, H, d]; k: [B, H, T, d]; key_valid: [B, T] bool or None.
-    Returns:
-        [B, H, T] float32, exactly zero at invalid keys.
-    """
-    # float32 even under autocast: these probabilities decide which tokens are kept
-    with torch.autocast(q_cls.device.type, enabled=False):
-        logits = torch.einsum("bhd,bhtd->bht", q_cls.float(), k.float()) * q_cls.shape[-1] ** -0.5
-        if key_valid is not None:
-            logits = logits.masked_fill(~key_valid[:, None, :], float("-inf"))
-        return logits.softmax(dim=-1)
-
-
-def attention(q: Tensor, k: Tensor, v: Tensor, key_valid: Optional[Tensor], dropout_p: float = 0.0) -> Tensor:
-    """Scaled dot-product attention of some queries over all keys, invalid keys masked with -inf.
-
-    Args:
-        q: [B, H, L', d]; k, v: [B, H, T, d]; key_valid: [B, T] bool or None.
-    Returns:
-        [B, H, L', d]. The fused kernel never builds a T x T matrix.
-    """
-    mask = None if key_valid is None else key_valid[:, None, None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-
-
-def pack(x: Tensor, valid: Optional[Tensor]) -> Tensor:
-    """[B, L, D] padded rows -> [R, D] real rows (all B * L when ``valid`` is None)."""
-    return x.flatten(0, 1) if valid is None else x[valid]
-
-
-def unpack(rows: Tensor, valid: Optional[Tensor], shape: "tuple[int, int]") -> Tensor:
-    """Inverse of :func:`pack`: [R, D] -> [B, L, D] with zeros at padding."""
-    if valid is None:
-        return rows.view(*shape, rows.shape[-1])
-    out = rows.new_zeros(*shape, rows.shape[-1])
-    out[valid] = rows  # an indexed write: several times faster than masked_scatter on CPU
-    return out
-
-
-def gather_rows(x: Tensor, rows: Tensor) -> Tensor:
-    """x [B, L, ...] at rows [B, L'] -> [B, L', ...]."""
-    index = rows.view(*rows.shape, *([1] * (x.dim() - 2))).expand(*rows.shape, *x.shape[2:])
-    return x.gather(1, index)
-
-
-def drop_path(module: nn.Module, rows: Tensor, sample: Optional[Tensor], num_samples: int) -> Tensor:
-    """A block's stochastic depth (timm ``DropPath`` or ``Identity``) on packed rows.
-
-    timm's DropPath draws once per leading index, which on packed rows would be once per token;
-    here each sample draws once and all its rows share the draw.
-
-    Args:
-        module: the block's drop-path module, whose ``drop_prob``, ``scale_by_keep`` and
-            ``training`` apply.
-        rows: [R, D] packed rows (a residual branch's output).
-        sample: [R] long, the sample each row belongs to (see :func:`row_samples`); may be None
-            when the module is not training.
-        num_samples: B.
-    Returns:
-        [R, D].
-    """
-    if not isinstance(module, DropPath) or not module.training or module.drop_prob == 0.0:
-        return rows
-    keep_prob = 1.0 - module.drop_prob
-    keep = rows.new_empty(num_samples).bernoulli_(keep_prob)
-    if module.scale_by_keep and keep_prob > 0.0:
-        keep = keep / keep_prob
-    return rows * keep[sample, None]
-
-
-def row_samples(x: Tensor, valid: Optional[Tensor]) -> Tensor:
-    """[R] the sample (index along B) of each row of ``pack(x, valid)``, x being [B, L, ...]."""
-    batch, length = x.shape[:2]
-    index = torch.arange(batch, device=x.device)[:, None, None].expand(batch, length, 1)
-    return pack(index, valid)[:, 0]
+    p = num_prefix_tokens
+    scores = significance_scores(cls_attention(q, k, layout), layout.pad(v), p)
+    key_valid = layout.valid()
+    valid = None if key_valid is None else key_valid[:, p:]
+    if shared is None:
+        keep = select_tokens(scores, valid, config)
+    else:
+        slot = layout.pad(shared.slot)[:, p:]
+        keep = _select_shared_rows(scores, valid, slot, shared, config)
+    keep = F.pad(keep, (p, 0), value=True)
+    lengths = keep.sum(-1)
+    if torch.equal(lengths, layout.lengths):
+        return None, lengths
+    return layout.unpad(keep), lengths

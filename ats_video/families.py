@@ -7,7 +7,7 @@ and the function that maps its checkpoints. A new backbone is one more entry her
 """
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import timm
 from timm.models.vision_transformer import VisionTransformer
@@ -21,9 +21,10 @@ from ats_video.models.xvit import PRESETS as XVIT_PRESETS
 from ats_video.models.xvit import XViT
 from ats_video.models.xvit import checkpoint_filter_fn as xvit_checkpoint_filter
 from ats_video.models.vit import checkpoint_filter_fn as vit_checkpoint_filter
-from ats_video.patch.timesformer import apply_ats_timesformer
-from ats_video.patch.vit import apply_ats_vit
-from ats_video.patch.xvit import apply_ats_xvit
+from ats_video.patch import timesformer as timesformer_patch
+from ats_video.patch import vit as vit_patch
+from ats_video.patch import xvit as xvit_patch
+from ats_video.tokens import KeptTokens
 
 StateDict = Dict[str, Tensor]
 DEFAULT_K = 1.0  # K = N in every ATS block: the paper's default, reduction from duplicates alone
@@ -41,6 +42,8 @@ class Family:
     modes: the ATS modes available ("frame" is the default; video adds "shared").
     apply_ats: (model, {block: ATSConfig}, mode) -> the model, with ATS put in place.
     checkpoint_filter: (state dict, model) -> the state dict in the model's keys and shapes.
+    forward_macs: (model, kept, batch size) -> [B] float64 multiply-adds per sample of a forward
+        that kept ``kept`` (see :func:`ats_video.flops.gflops_as_run`).
     """
 
     name: str
@@ -50,6 +53,7 @@ class Family:
     modes: Tuple[str, ...]
     apply_ats: Callable[..., nn.Module]
     checkpoint_filter: Callable[[StateDict, nn.Module], StateDict]
+    forward_macs: Callable[[nn.Module, Sequence[KeptTokens], int], Tensor]
 
 
 FAMILIES: Tuple[Family, ...] = (
@@ -59,7 +63,8 @@ FAMILIES: Tuple[Family, ...] = (
         presets=TIMESFORMER_PRESETS,
         default_blocks=lambda depth: tuple(range(3, min(depth, 6))),
         modes=("frame", "shared"),
-        apply_ats=apply_ats_timesformer,
+        apply_ats=timesformer_patch.apply_ats_timesformer,
+        forward_macs=timesformer_patch.forward_macs,
         checkpoint_filter=timesformer_checkpoint_filter,
     ),
     Family(
@@ -68,7 +73,8 @@ FAMILIES: Tuple[Family, ...] = (
         presets=XVIT_PRESETS,
         default_blocks=lambda depth: tuple(range(3, depth)),
         modes=("frame", "shared"),
-        apply_ats=apply_ats_xvit,
+        apply_ats=xvit_patch.apply_ats_xvit,
+        forward_macs=xvit_patch.forward_macs,
         checkpoint_filter=xvit_checkpoint_filter,
     ),
     Family(
@@ -77,7 +83,8 @@ FAMILIES: Tuple[Family, ...] = (
         presets={},
         default_blocks=lambda depth: tuple(range(3, depth)),
         modes=("frame",),
-        apply_ats=apply_ats_vit,
+        apply_ats=vit_patch.apply_ats_vit,
+        forward_macs=vit_patch.forward_macs,
         checkpoint_filter=vit_checkpoint_filter,
     ),
 )

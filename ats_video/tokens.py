@@ -1,16 +1,183 @@
-"""What an ATS block kept: one record for every model family, images and video alike, and
-:func:`kept_tokens`, which reads it from a model through any DDP or ``torch.compile`` wrapper.
+"""Packed tokens, the one attention entry point, and the record of what ATS kept.
 
-An image is a clip of one frame, so every record has a time axis: ``count`` is [B, T] with
-T = 1 for images, and positions are (t, h, w) triples on the model's patch grid.
+After ATS, the sequences of a batch hold different numbers of tokens. Every backbone carries
+them the same way, as :class:`Tokens`: the rows of all sequences one after the other (no
+padding), a :class:`Layout` saying where each sequence starts, and each row's (t, h, w) position
+on the clip's patch grid. Token-wise work (norms, projections, MLP) runs on the rows, so its cost
+is the sum of the kept tokens. Only attention needs sequences side by side, and
+:func:`attention` runs it on packed rows with one of three backends:
+
+- ``"varlen"``: PyTorch's variable-length flash kernel (``torch.nn.attention.varlen``), on CUDA
+  for float16 / bfloat16 without attention dropout: no padding at all;
+- ``"padded"``: ``scaled_dot_product_attention`` over a padded view (a free reshape when every
+  sequence has the same length, as before the first ATS block or at batch 1), padded keys
+  masked with ``-inf`` so padding never changes a real token;
+- ``"sequential"``: one call per sequence, the reference: no padding, slow; the FLOP count
+  (:mod:`ats_video.flops`) runs with it so that it counts exactly the work of the kept tokens.
+
+``"auto"`` (the default) takes varlen where it applies and padded elsewhere;
+:func:`attention_backend` chooses another for a block of code.
+
+An image is a clip of one frame, so every :class:`KeptTokens` record has a time axis.
 """
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+try:
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # torch < 2.10
+    varlen_attn = None
+
+BACKENDS = ("auto", "padded", "varlen", "sequential")
+_backend = contextvars.ContextVar("ats_video_attention_backend", default="auto")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How packed rows split into sequences: sequence i is rows ``offsets[i]:offsets[i + 1]``.
+
+    offsets: [S + 1] long, on the rows' device.
+    lengths: [S] long.
+    max_len: the longest sequence (a Python int, so that shapes never wait on the device).
+    uniform: every sequence has ``max_len`` rows: the padded view is a reshape.
+    slots: [R] long, each row's place in the flattened padded view [S * max_len]; None when
+        uniform (the identity).
+    """
+
+    offsets: Tensor
+    lengths: Tensor
+    max_len: int
+    uniform: bool
+    slots: Optional[Tensor]
+
+    @staticmethod
+    def dense(num_seqs: int, length: int, device: torch.device) -> "Layout":
+        """``num_seqs`` sequences of ``length`` rows each."""
+        lengths = torch.full((num_seqs,), length, dtype=torch.long, device=device)
+        offsets = torch.arange(num_seqs + 1, device=device) * length
+        return Layout(offsets, lengths, length, True, None)
+
+    @staticmethod
+    def from_lengths(lengths: Tensor) -> "Layout":
+        """Sequences of the given [S] lengths (reads them once on the host)."""
+        offsets = F.pad(lengths.cumsum(0), (1, 0))
+        lengths_host = lengths.tolist()
+        max_len = max(lengths_host, default=0)
+        if all(n == max_len for n in lengths_host):
+            return Layout(offsets, lengths, max_len, True, None)
+        seq = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths)
+        rank = torch.arange(len(seq), device=lengths.device) - offsets[seq]
+        return Layout(offsets, lengths, max_len, False, seq * max_len + rank)
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.lengths) * self.max_len if self.uniform else len(self.slots)
+
+    def sequence_of_rows(self) -> Tensor:
+        """[R] long, the sequence each row belongs to."""
+        index = torch.arange(self.num_seqs, device=self.lengths.device)
+        if self.uniform:
+            return index.repeat_interleave(self.max_len)
+        return torch.div(self.slots, self.max_len, rounding_mode="floor")
+
+    def valid(self) -> Optional[Tensor]:
+        """[S, max_len] bool, the real rows of the padded view; None when uniform."""
+        if self.uniform:
+            return None
+        return torch.arange(self.max_len, device=self.lengths.device) < self.lengths[:, None]
+
+    def pad(self, rows: Tensor) -> Tensor:
+        """Rows [R, ...] -> the padded view [S, max_len, ...], zeros at padding."""
+        shape = (self.num_seqs, self.max_len, *rows.shape[1:])
+        if self.uniform:
+            return rows.view(shape)
+        out = rows.new_zeros(self.num_seqs * self.max_len, *rows.shape[1:])
+        out[self.slots] = rows
+        return out.view(shape)
+
+    def unpad(self, padded: Tensor) -> Tensor:
+        """The padded view [S, max_len, ...] -> rows [R, ...]."""
+        rows = padded.reshape(self.num_seqs * self.max_len, *padded.shape[2:])
+        return rows if self.uniform else rows[self.slots]
+
+
+@dataclass
+class Tokens:
+    """The tokens flowing between blocks, packed.
+
+    x: [R, D] rows, sequence after sequence; a sequence starts with its prefix tokens (CLS,
+        distillation), then its patch tokens in their original order.
+    layout: how the rows split into sequences.
+    position: [R, 3] long (t, h, w) of each row on the clip's patch grid, -1 for prefix tokens.
+    """
+
+    x: Tensor
+    layout: Layout
+    position: Tensor
+
+
+@contextlib.contextmanager
+def attention_backend(name: str) -> Iterator[None]:
+    """Runs :func:`attention` with backend ``name`` (see the module docstring) inside the block."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}; choose from {BACKENDS}")
+    token = _backend.set(name)
+    try:
+        yield
+    finally:
+        _backend.reset(token)
+
+
+def _varlen_applies(q: Tensor, dropout_p: float) -> bool:
+    return varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, q_layout: Layout, k_layout: Layout, dropout_p: float = 0.0) -> Tensor:
+    """Scaled dot-product attention of each sequence's queries over that sequence's keys.
+
+    Args:
+        q: [Rq, H, d] query rows; k, v: [Rk, H, d] key and value rows.
+        q_layout, k_layout: the sequences of the query and of the key rows (the same number of
+            sequences; a sequence may keep fewer queries than keys).
+        dropout_p: attention dropout.
+    Returns:
+        [Rq, H, d].
+    """
+    backend = _backend.get()
+    if backend == "auto":
+        backend = "varlen" if _varlen_applies(q, dropout_p) else "padded"
+    if backend == "varlen":
+        if not _varlen_applies(q, dropout_p):
+            raise RuntimeError("the varlen backend needs CUDA, float16 or bfloat16 and no attention dropout")
+        cu_q, cu_k = q_layout.offsets.int(), k_layout.offsets.int()
+        return varlen_attn(q, k, v, cu_q, cu_k, q_layout.max_len, k_layout.max_len)
+    if backend == "sequential":
+        outs = []
+        q_offsets, k_offsets = q_layout.offsets.tolist(), k_layout.offsets.tolist()
+        for q0, q1, k0, k1 in zip(q_offsets, q_offsets[1:], k_offsets, k_offsets[1:]):
+            heads = (z.transpose(0, 1)[None] for z in (q[q0:q1], k[k0:k1], v[k0:k1]))
+            outs.append(F.scaled_dot_product_attention(*heads, dropout_p=dropout_p)[0].transpose(0, 1))
+        return torch.cat(outs) if outs else q.new_zeros(q.shape)
+    key_valid = k_layout.valid()
+    mask = None if key_valid is None else key_valid[:, None, None, :]
+    q, k, v = (layout.pad(z).transpose(1, 2) for layout, z in ((q_layout, q), (k_layout, k), (k_layout, v)))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    return q_layout.unpad(out.transpose(1, 2))
+
+
+# ---------------------------------------------------------------- what ATS kept
 
 
 @dataclass
@@ -40,18 +207,39 @@ class KeptTokens:
         return mask.scatter_(1, flat, True)[:, :-1].view(-1, t, h, w)
 
 
-def kept_record(block: int, present: Tensor, grid: Tuple[int, int]) -> KeptTokens:
-    """The :class:`KeptTokens` of a [B, T, S] bool grid of kept tokens, S = h * w."""
-    batch, frames, s = present.shape
-    h, w = grid
-    flat = rearrange(present, "b t s -> b (t s)")
-    counts = flat.sum(-1)
-    length = int(counts.max()) if batch else 0
-    # a stable sort puts the kept tokens first without changing their order
-    index = torch.sort((~flat).to(torch.uint8), dim=-1, stable=True).indices[:, :length]
-    real = torch.arange(length, device=present.device) < counts[:, None]
-    positions = torch.stack([index // s, index % s // w, index % w], dim=-1)
-    return KeptTokens(block, present.sum(-1), positions.masked_fill(~real[..., None], -1), (frames, h, w))
+@dataclass(frozen=True)
+class KeptRows:
+    """What a forward stores for an ATS block; :func:`kept_tokens` makes it a :class:`KeptTokens`.
+
+    block: the block's index; position, layout: the kept tokens' (t, h, w) and sequences;
+    samples: B, each sample being one sequence (images, TimeSformer clips) or ``S / B``
+    consecutive ones (XViT: a sequence per frame); grid: (T, h, w).
+    """
+
+    block: int
+    position: Tensor
+    layout: Layout
+    samples: int
+    grid: Tuple[int, int, int]
+
+
+def kept_record(rows: KeptRows) -> KeptTokens:
+    """The :class:`KeptTokens` of what a forward stored for one ATS block."""
+    frames, h, w = rows.grid
+    b = rows.samples
+    patch = rows.position[:, 0] >= 0
+    position = rows.position[patch]
+    sample = rows.layout.sequence_of_rows()[patch]
+    if b:
+        sample = torch.div(sample, rows.layout.num_seqs // b, rounding_mode="floor")
+    count = torch.zeros(b * frames, dtype=torch.long, device=position.device)
+    count.index_add_(0, sample * frames + position[:, 0], torch.ones_like(sample))
+    layout = Layout.from_lengths(torch.bincount(sample, minlength=b))
+    positions = layout.pad(position)
+    valid = layout.valid()
+    if valid is not None:
+        positions = positions.masked_fill(~valid[..., None], -1)
+    return KeptTokens(rows.block, count.view(b, frames), positions, rows.grid)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -69,10 +257,4 @@ def unwrap(model: nn.Module) -> nn.Module:
 def kept_tokens(model: nn.Module) -> List[KeptTokens]:
     """What each ATS block kept in the last forward of ``model`` (wrapped or not), in block
     order; empty for a model without ATS."""
-    return list(getattr(unwrap(model), "ats_kept", []))
-
-
-def kept_tokens(model: nn.Module) -> List[KeptTokens]:
-    """What each ATS block kept in the last forward of ``model`` (wrapped or not), in block
-    order; empty for a model without ATS."""
-    return list(getattr(unwrap(model), "ats_kept", []))
+    return [kept_record(rows) for rows in getattr(unwrap(model), "ats_kept", [])]

@@ -64,8 +64,8 @@ def kept_by_mode(ratios, samples):
             apply_ats(model, ATS_BLOCKS, ratio, mode=mode)
             with torch.inference_mode():
                 model(x)
-            counts = [r.count.sum(-1).float().mean() for r in model.ats_kept]
-            positions = [r.mask.any(1).flatten(1).sum(-1).float().mean() for r in model.ats_kept]
+            counts = [r.count.sum(-1).float().mean() for r in ats_video.kept_tokens(model)]
+            positions = [r.mask.any(1).flatten(1).sum(-1).float().mean() for r in ats_video.kept_tokens(model)]
             gflops = count_gflops(model, x).mean().item()
             kept = " | ".join(f"{c:.1f} ({p:.1f})" for c, p in zip(counts, positions))
             rows.append(f"| {ratio} | {mode} | {kept} | {gflops:.1f} |")

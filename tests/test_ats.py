@@ -14,18 +14,15 @@ from ats_video import apply_ats, kept_tokens
 from ats_video.ats import (
     ATSConfig,
     cls_attention,
-    drop_path,
-    kept_rows,
-    pack,
-    row_samples,
     resolve_budget,
     sample_tokens,
     select_shared,
     select_tokens,
     significance_scores,
     topk_tokens,
-    unpack,
 )
+from ats_video.patch.common import drop_path
+from ats_video.tokens import Layout
 
 TINY = dict(img_size=32, patch_size=4, embed_dim=48, depth=6, num_heads=3, num_classes=10)
 ATS_BLOCKS = (2, 3, 4, 5)
@@ -75,7 +72,7 @@ def test_significance_scores_match_eq3():
     torch.manual_seed(0)
     cls_attn = torch.rand(2, 3, 7).softmax(-1)
     v = torch.randn(2, 3, 7, 5)
-    got = significance_scores(cls_attn, v, num_prefix_tokens=2)
+    got = significance_scores(cls_attn, v.transpose(1, 2), num_prefix_tokens=2)
     for b in range(2):
         for j in range(5):
             want = sum(
@@ -170,13 +167,6 @@ def test_budget_rule():
             resolve_budget(bad, n)
 
 
-def test_kept_rows_put_prefix_first_in_order():
-    keep = torch.tensor([[False, True, False, True], [True, False, False, False]])
-    rows, valid = kept_rows(keep, num_prefix_tokens=2)
-    assert rows.tolist() == [[0, 1, 3, 5], [0, 1, 2, 0]]
-    assert valid.tolist() == [[True] * 4, [True, True, True, False]]
-
-
 # ---------------------------------------------------------------- the DeiT path
 
 
@@ -200,11 +190,11 @@ def test_batch_results_equal_single_image_results(cls, selector):
     images = torch.randn(6, 3, 32, 32)
     with torch.no_grad():
         batched = model(images)
-        kept_batched = [r.count for r in model.ats_kept]
+        kept_batched = [r.count for r in kept_tokens(model)]
         alone = []
         for image in images:
             alone.append(model(image[None]))
-            for record, counts in zip(model.ats_kept, kept_batched):
+            for record, counts in zip(kept_tokens(model), kept_batched):
                 assert torch.equal(record.count[0], counts[len(alone) - 1])
     counts = torch.stack(kept_batched)
     if selector == "sample":  # top-K keeps exactly K everywhere; sampling must exercise padding
@@ -234,8 +224,8 @@ def test_kept_indices_shrink_through_blocks():
     model = apply_ats(tiny_model(VisionTransformer), ATS_BLOCKS, 0.5)
     with torch.no_grad():
         model(torch.randn(2, 3, 32, 32))
-    assert [r.block for r in model.ats_kept] == list(ATS_BLOCKS)
-    for earlier, later in zip(model.ats_kept, model.ats_kept[1:]):
+    assert [r.block for r in kept_tokens(model)] == list(ATS_BLOCKS)
+    for earlier, later in zip(kept_tokens(model), kept_tokens(model)[1:]):
         assert not (later.mask & ~earlier.mask).any()
         assert (later.count <= earlier.count).all()
 
@@ -250,7 +240,7 @@ def test_default_budget_keeps_every_token_when_scores_are_uniform():
     apply_ats(model)
     with torch.no_grad():
         model(torch.randn(1, 3, 32, 32))
-    assert [r.count.item() for r in model.ats_kept] == [64] * 3
+    assert [r.count.item() for r in kept_tokens(model)] == [64] * 3
 
 
 @pytest.mark.parametrize("cls", [VisionTransformer, VisionTransformerDistilled])
@@ -283,7 +273,7 @@ def test_training_step_updates_every_parameter():
     optimizer.step()
     unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
     assert not unchanged
-    assert model.ats_kept[-1].count.max() < 196
+    assert kept_tokens(model)[-1].count.max() < 196
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
@@ -322,7 +312,7 @@ def test_without_ats_blocks_the_model_is_unchanged(cls):
         want = model(images)
         got = apply_ats(model, blocks=[])(images)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
-    assert model.ats_kept == []
+    assert kept_tokens(model) == []
 
 
 def test_stochastic_depth_drops_whole_samples():
@@ -330,13 +320,11 @@ def test_stochastic_depth_drops_whole_samples():
     model = VisionTransformer(**TINY, drop_path_rate=0.5)
     apply_ats(model, ATS_BLOCKS, 0.5).train()
     block = model.blocks[-1]
-    x = torch.randn(8, 10, TINY["embed_dim"])
-    valid = torch.arange(10) < torch.randint(1, 11, (8, 1))
-    rows = pack(x, valid)
-    dropped = drop_path(block.drop_path1, torch.ones_like(rows), row_samples(x, valid), 8)
-    per_sample = unpack(dropped, valid, (8, 10))
-    for sample, mask in zip(per_sample, valid):
-        assert len(set(sample[mask].flatten().tolist())) == 1  # one draw for all its rows
+    layout = Layout.from_lengths(torch.randint(1, 11, (8,)))
+    rows = torch.ones(layout.num_rows, TINY["embed_dim"])
+    dropped = drop_path(block.drop_path1, rows, layout.sequence_of_rows(), 8)
+    for sample, n in zip(layout.pad(dropped), layout.lengths):
+        assert len(set(sample[:n].flatten().tolist())) == 1  # one draw for all its rows
     assert set(dropped.unique().tolist()) == {0.0, 1 / (1 - block.drop_path1.drop_prob)}
     model(torch.randn(4, 3, 32, 32)).sum().backward()  # trains with dropped paths
 
@@ -356,17 +344,20 @@ def test_shared_selection_keeps_one_set_of_positions_per_clip():
 
 
 def test_scores_are_float32_under_autocast():
-    q, k = torch.randn(2, 3, 8), torch.randn(2, 3, 20, 8)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        row = cls_attention(q, k, None)
-    assert row.dtype == torch.float32
-    torch.testing.assert_close(row, cls_attention(q, k, None))
+    q, k = torch.randn(40, 3, 8), torch.randn(40, 3, 8)
+    for layout in [Layout.dense(2, 20, q.device), Layout.from_lengths(torch.tensor([25, 15]))]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            row = cls_attention(q, k, layout)
+        assert row.dtype == torch.float32
+        torch.testing.assert_close(row, cls_attention(q, k, layout))
+        for i, (start, n) in enumerate(zip(layout.offsets.tolist(), layout.lengths.tolist())):
+            want = (torch.einsum("nhd,hd->hn", k[start : start + n], q[start]) / 8**0.5).softmax(-1)
+            torch.testing.assert_close(row[i, :, :n], want)
+            assert (row[i, :, n:] == 0).all()
 
 
 def test_empty_batch():
     assert sample_tokens(torch.zeros(0, 5), 3).shape == (0, 5)
-    rows, valid = kept_rows(torch.zeros(0, 5, dtype=torch.bool), 1)
-    assert rows.shape == valid.shape == (0, 1)
 
 
 def test_every_block_must_be_supported():
@@ -390,6 +381,8 @@ def test_counting_flops_keeps_the_last_readout():
     model = apply_ats(tiny_model(VisionTransformer), ATS_BLOCKS, 0.5)
     with torch.no_grad():
         model(torch.randn(3, 3, 32, 32))
-    kept = model.ats_kept
+    kept = kept_tokens(model)
     count_gflops(model, torch.randn(2, 3, 32, 32))
-    assert model.ats_kept is kept and kept[0].count.shape == (3, 1)
+    after = kept_tokens(model)
+    assert after[0].count.shape == (3, 1)
+    assert all(torch.equal(a.count, b.count) and torch.equal(a.positions, b.positions) for a, b in zip(kept, after))

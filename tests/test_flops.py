@@ -8,8 +8,9 @@ from fvcore.nn import FlopCountAnalysis
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
-from ats_video import apply_ats
-from ats_video.flops import count_gflops
+from ats_video import apply_ats, kept_tokens
+from ats_video.flops import count_gflops, gflops_as_run
+from ats_video.models import timesformer, timesformer_base_8x224, xvit
 
 TINY = dict(img_size=32, patch_size=4, embed_dim=48, depth=6, num_heads=3, num_classes=10)
 
@@ -32,39 +33,53 @@ def test_deit_small_matches_published_figure_and_fvcore():
     assert ours == pytest.approx(fvcore_gflops(model, images), rel=1e-6)
 
 
-def implied_gflops(model, counts, num_classes):
-    """Multiply-adds of one sample given the tokens each ATS block kept, from the architecture."""
-    d, p = model.embed_dim, model.num_prefix_tokens
-    n = model.patch_embed.num_patches
-    patch = model.patch_embed.proj
-    total = n * d * patch.in_channels * patch.kernel_size[0] * patch.kernel_size[1]
-    tokens = p + n
-    for i, block in enumerate(model.blocks):
-        rows = p + counts[i] if i in counts else tokens
-        hidden = block.mlp.fc1.out_features
-        total += tokens * 3 * d * d  # qkv for every input token
-        if i in counts:
-            total += tokens * d  # the CLS attention row that scores the tokens
-        total += 2 * rows * tokens * d  # attention of the kept rows over all keys
-        total += rows * d * d + 2 * rows * d * hidden  # projection and MLP on kept rows
-        tokens = rows
-    heads = 2 if isinstance(model, VisionTransformerDistilled) else 1
-    return (total + heads * d * num_classes) / 1e9
-
-
-@pytest.mark.parametrize("cls", [VisionTransformer, VisionTransformerDistilled])
-def test_ats_flops_follow_kept_counts(cls):
-    torch.manual_seed(0)
-    model = cls(**TINY).eval()
-    for block in model.blocks:
-        block.attn.qkv.weight.data *= 6  # varied kept counts
-    apply_ats(model, [2, 4, 5], 0.6)
-    images = torch.randn(4, 3, 32, 32)
-    counted = count_gflops(model, images)
+def sharpened(model):
+    """Random weights far from the init: peaked CLS attention, so kept counts vary."""
     with torch.no_grad():
-        model(images)
-    for b in range(len(images)):
-        counts = {r.block: r.count[b].item() for r in model.ats_kept}
-        assert counted[b].item() == pytest.approx(implied_gflops(model, counts, 10), rel=1e-9)
-    plain = count_gflops(cls(**TINY).eval(), images[:1]).item()
-    assert counted.max().item() < plain
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return model.double().eval()
+
+
+VIDEO = dict(num_frames=4, img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3, num_classes=7)
+CASES = {  # name: (model builder, input shape, apply_ats arguments or None)
+    "deit": (lambda: VisionTransformer(**TINY), (3, 32, 32), dict(blocks=[2, 4, 5], k=0.6)),
+    "deit-distilled": (lambda: VisionTransformerDistilled(**TINY), (3, 32, 32), dict(blocks=[2, 4, 5], k=0.6)),
+    "deit-plain": (lambda: VisionTransformer(**TINY), (3, 32, 32), None),
+    "timesformer-frame": (lambda: timesformer(**VIDEO), (3, 4, 32, 32), dict(blocks=[1, 2], k=5)),
+    "timesformer-shared": (lambda: timesformer(**VIDEO), (3, 4, 32, 32), dict(blocks=[1, 2], k=5, mode="shared")),
+    "timesformer-plain": (lambda: timesformer(**VIDEO), (3, 4, 32, 32), None),
+    "xvit-frame": (lambda: xvit(**VIDEO, shift_group=2), (3, 4, 32, 32), dict(blocks=[1, 3], k=6)),
+    "xvit-shared": (lambda: xvit(**VIDEO), (3, 4, 32, 32), dict(blocks=[1, 2], k=0.5, mode="shared")),
+    "xvit-plain": (lambda: xvit(**VIDEO), (3, 4, 32, 32), None),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_computed_gflops_equal_the_counted_ones(name):
+    """gflops_as_run from the kept-token record equals FlopCounterMode's count of each sample."""
+    build, shape, ats = CASES[name]
+    torch.manual_seed(0)
+    model = sharpened(build())
+    x = torch.randn(4, *shape, dtype=torch.float64)
+    plain = count_gflops(model, x[:1]).item()
+    assert gflops_as_run(model, [], 1).item() == pytest.approx(plain, rel=1e-12)
+    if ats is not None:
+        apply_ats(model, **ats)
+    counted = count_gflops(model, x)
+    with torch.no_grad():
+        model(x)
+    kept = kept_tokens(model)
+    assert torch.allclose(gflops_as_run(model, kept, len(x)), counted, rtol=1e-12, atol=0)
+    if ats is not None:
+        assert len(counted.unique()) > 1, "the case needs samples that keep different counts"
+        assert counted.max() < plain
+        assert gflops_as_run(model, [], 1).item() == pytest.approx(plain, rel=1e-12)  # without ATS
+
+
+def test_computed_gflops_of_the_released_sizes():
+    with torch.device("meta"):
+        deit = timm.create_model("deit_small_patch16_224")
+        base = timesformer_base_8x224()
+    assert gflops_as_run(deit, [], 1).item() == pytest.approx(4.6, abs=0.05)
+    assert gflops_as_run(base, [], 2).tolist() == pytest.approx([195.8] * 2, abs=0.05)

