@@ -238,7 +238,9 @@ def _select_shared_rows(scores: Tensor, valid: Optional[Tensor], slot: Tensor, g
     present = torch.zeros(s, grid.size + 1, dtype=torch.bool, device=scores.device)
     present = present.scatter_(1, slot, True)[:, :-1]
     keep = select_shared(
-        on_grid.view(-1, grid.frames, grid.size), present.view(-1, grid.frames, grid.size), config
+        on_grid.view(s // grid.frames, grid.frames, grid.size),
+        present.view(s // grid.frames, grid.frames, grid.size),
+        config,
     ).reshape(s, grid.size)
     keep = F.pad(keep, (0, 1)).gather(1, slot)
     return keep if valid is None else keep & valid

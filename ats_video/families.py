@@ -27,7 +27,6 @@ from ats_video.patch import xvit as xvit_patch
 from ats_video.tokens import KeptTokens
 
 StateDict = Dict[str, Tensor]
-DEFAULT_K = 1.0  # K = N in every ATS block: the paper's default, reduction from duplicates alone
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ def create_model(arch: str, **kwargs) -> nn.Module:
 def apply_ats(
     model: nn.Module,
     blocks: Optional[Iterable[int]] = None,
-    k: Budget = DEFAULT_K,
+    k: Optional[Budget] = None,
     *,
     mode: str = "frame",
     selector: str = "sample",
@@ -145,8 +144,11 @@ def apply_ats(
         model: a timm VisionTransformer / DeiT (plain or distilled), a TimeSformer or an XViT.
         blocks: the ATS blocks; default the paper's (DeiT and XViT: 3 to the last; TimeSformer:
             3 to 5).
-        k: the budget K per ATS block: an int, or a float ratio rho of the tokens entering the
-            block, K = max(floor(rho * N + 0.5), 8). The default 1.0 is K = N.
+        k: the budget K of every ATS block: an int, or a float ratio rho of the tokens entering
+            the block, K = max(floor(rho * N + 0.5), 8). Default: the model's initial number of
+            patch tokens (per frame for video; DeiT-S and 224-px video models: 196) in every ATS
+            block however few tokens enter it, as the paper ("K=197 in case of DeiT-S") and the
+            official code do; the reduction then comes from tokens picked more than once.
         mode: for video, "frame" (each frame keeps its own tokens) or "shared" (one set of
             positions for the whole clip). Images have one frame: "frame".
         selector: "sample" (inverse transform sampling) or "topk" (the paper's ablation).
@@ -159,5 +161,5 @@ def apply_ats(
     for i in blocks:
         if not 0 <= i < depth:
             raise ValueError(f"ATS block {i} out of range: the model has blocks 0..{depth - 1}")
-    config = ATSConfig(k, selector)
+    config = ATSConfig(model.patch_embed.num_patches if k is None else k, selector)
     return family.apply_ats(model, {i: config for i in blocks}, mode)

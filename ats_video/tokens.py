@@ -204,7 +204,7 @@ class KeptTokens:
         flat = (self.positions[..., 0] * h + self.positions[..., 1]) * w + self.positions[..., 2]
         flat = flat.masked_fill(~real, t * h * w)  # padding goes to a spare column
         mask = torch.zeros(len(flat), t * h * w + 1, dtype=torch.bool, device=flat.device)
-        return mask.scatter_(1, flat, True)[:, :-1].view(-1, t, h, w)
+        return mask.scatter_(1, flat, True)[:, :-1].view(len(flat), t, h, w)
 
 
 @dataclass(frozen=True)

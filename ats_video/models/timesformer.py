@@ -62,7 +62,7 @@ class PatchEmbed(nn.Module):
                 f"this model takes {self.img_size}x{self.img_size} frames, got {h}x{w}"
             )
         x = self.proj(rearrange(x, "b c t h w -> (b t) c h w"))
-        return rearrange(x, "(b t) d gh gw -> b t (gh gw) d", b=b)
+        return rearrange(x, "(b t) d gh gw -> b t (gh gw) d", t=t)
 
 
 class DividedSpaceTimeBlock(nn.Module):
@@ -105,7 +105,7 @@ class DividedSpaceTimeBlock(nn.Module):
         b, t = x.shape[0], num_frames
 
         xt = rearrange(patches, "b (t s) d -> (b s) t d", t=t)
-        res = rearrange(self.temporal_attn(self.temporal_norm1(xt)), "(b s) t d -> b (t s) d", b=b)
+        res = rearrange(self.temporal_attn(self.temporal_norm1(xt)), "(b s) t d -> b (t s) d", s=patches.shape[1] // t)
         # the official order: stochastic depth before temporal_fc, whose bias is always added
         patches = patches + self.temporal_fc(self.drop_path(res))
 

@@ -302,7 +302,7 @@ class XViT(nn.Module):
         x = self.patch_embed(rearrange(x, "b c t h w -> (b t) c h w"))
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         # the release applies its dropout before adding the time embedding
-        x = rearrange(self.pos_drop(x), "(b t) p d -> b t p d", b=batch) + self.temp_embed
+        x = rearrange(self.pos_drop(x), "(b t) p d -> b t p d", t=frames) + self.temp_embed
         return rearrange(x, "b t p d -> (b t) p d")
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -313,7 +313,7 @@ class XViT(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        return rearrange(self.norm(x), "(b t) p d -> b t p d", b=batch)
+        return rearrange(self.norm(x), "(b t) p d -> b t p d", t=self.num_frames)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         return self.consensus(self.head_drop(x[:, :, 0]), pre_logits=pre_logits)

@@ -26,7 +26,8 @@ Mixer = Callable[[Tensor, Tokens], Tensor]
 
 def qkv_heads(attn: nn.Module, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """Normalised rows [R, D] -> queries, keys, values [R, H, d] (q_norm and k_norm applied)."""
-    q, k, v = attn.qkv(x).view(len(x), 3, attn.num_heads, -1).unbind(1)
+    heads = attn.num_heads
+    q, k, v = attn.qkv(x).view(len(x), 3, heads, attn.qkv.out_features // (3 * heads)).unbind(1)
     return attn.q_norm(q), attn.k_norm(k), v
 
 

@@ -55,7 +55,7 @@ def time_groups(tokens: Tokens, frames: int, grid: Tuple[int, int]) -> Tuple[Ten
     """
     layout, position, s = tokens.layout, tokens.position, grid[0] * grid[1]
     if layout.uniform and layout.max_len == 1 + frames * s:  # every token present
-        rows = torch.arange(layout.num_rows, device=position.device).view(layout.num_seqs, -1)[:, 1:]
+        rows = torch.arange(layout.num_rows, device=position.device).view(layout.num_seqs, layout.max_len)[:, 1:]
         index = rearrange(rows, "b (t s) -> (b s t)", t=frames)
         return index, Layout.dense(layout.num_seqs * s, frames, position.device)
     patch = (position[:, 0] >= 0).nonzero().squeeze(1)
@@ -128,7 +128,7 @@ def spatial_attention(
     if kept is not None:
         index = index[kept]
     cls = out_groups.offsets[:-1]
-    cls_out = out[cls].view(tokens.layout.num_seqs, frames, -1).mean(1)
+    cls_out = out[cls].view(tokens.layout.num_seqs, frames, out.shape[1]).mean(1)
     is_patch = torch.ones(len(out), dtype=torch.bool, device=out.device)
     is_patch[cls] = False
     patch_out, patch_index = out[is_patch], index[is_patch]
@@ -190,7 +190,7 @@ class ATSTimeSformerMixin:
 
     def forward_features(self, x: Tensor) -> Tensor:
         # until the first ATS block every token is present: those blocks run as in the plain model
-        first = min(self.ats_blocks, default=len(self.blocks))
+        first = min(self.ats_blocks) if self.ats_blocks else len(self.blocks)
         x = self.forward_blocks(self.embed(x), self.blocks[:first])
         self.ats_kept = []
         if first == len(self.blocks):
@@ -213,7 +213,7 @@ class ATSTimeSformerMixin:
         slot = tokens.layout.sequence_of_rows() * length + in_clip
         out = x.new_zeros(batch * length, x.shape[-1])
         out[slot] = self.norm(tokens.x)
-        return out.view(batch, length, -1)
+        return out.view(batch, length, x.shape[-1])
 
 
 def apply_ats_timesformer(

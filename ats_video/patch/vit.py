@@ -38,7 +38,7 @@ class ATSVisionTransformerMixin:
         if attn_mask is not None or is_causal:
             raise ValueError("a model with ATS takes no attention mask: ATS makes its own")
         x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
-        first = min(self.ats_blocks, default=len(self.blocks))
+        first = min(self.ats_blocks) if self.ats_blocks else len(self.blocks)
         for block in self.blocks[:first]:  # every token is present: timm's own blocks
             x = checkpoint(block, x, use_reentrant=False) if self._checkpointing() else block(x)
         batch, length, _ = x.shape

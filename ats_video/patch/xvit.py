@@ -55,7 +55,7 @@ def shift_by_position(z: Tensor, tokens: Tokens, attn: MixingAttention, grid: Tu
     """
     layout, rows, size = tokens.layout, z.flatten(1), 1 + grid[0] * grid[1]
     if layout.uniform and layout.max_len == size:  # every token present, in order
-        return attn.mix(rows.view(layout.num_seqs, size, -1)).view_as(z)
+        return attn.mix(rows.view(layout.num_seqs, size, rows.shape[1])).view_as(z)
     c, position = 2 * attn.fold, tokens.position
     # each frame's CLS at slot 0 of its [1 + h * w] grid, patch (h, w) at 1 + h * width + w
     in_frame = torch.where(position[:, 0] >= 0, 1 + position[:, 1] * grid[1] + position[:, 2], 0)
@@ -81,7 +81,7 @@ class ATSXViTMixin:
     def forward_features(self, x: Tensor) -> Tensor:
         batch, frames = x.shape[0], x.shape[2]
         x = self.embed(x)
-        first = min(self.ats_blocks, default=len(self.blocks))
+        first = min(self.ats_blocks) if self.ats_blocks else len(self.blocks)
         for block in self.blocks[:first]:  # every token is present: the plain blocks
             x = checkpoint(block, x, use_reentrant=False) if self._checkpointing() else block(x)
         grid = self.patch_embed.grid_size
@@ -101,7 +101,7 @@ class ATSXViTMixin:
             tokens = checkpoint(attention_block, *args, use_reentrant=False) if self._checkpointing() else attention_block(*args)
             if config is not None:
                 self.ats_kept.append(KeptRows(i, tokens.position, tokens.layout, batch, (frames, *grid)))
-        return rearrange(tokens.layout.pad(self.norm(tokens.x)), "(b t) l d -> b t l d", b=batch)
+        return rearrange(tokens.layout.pad(self.norm(tokens.x)), "(b t) l d -> b t l d", t=frames)
 
     def _checkpointing(self) -> bool:
         return self.grad_checkpointing and torch.is_grad_enabled()
