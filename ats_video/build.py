@@ -21,6 +21,7 @@ VIDEO_MODELS = {
     "timesformer_hr_16x448": models.timesformer_hr_16x448,
     "timesformer_l_96x224": models.timesformer_l_96x224,
     "xvit_base_16x224_k600": models.xvit_base_16x224_k600,
+    "xvit_base_16x224_ssv2": models.xvit_base_16x224_ssv2,
 }
 
 
