@@ -11,7 +11,6 @@ from torch import nn
 from ats_video.data.imagenet import ImageNetFolder
 from ats_video.data.kinetics import KineticsDataset
 from ats_video.data.lists import load_videos, read_class_names
-
 from ats_video.families import apply_ats, create_model, video_architectures
 
 SPLITS = ("train", "val", "test")

@@ -71,8 +71,9 @@ _C.TEST.NUM_SPATIAL_CROPS = 3
 # ---------------------------------------------------------------------------------------------
 _C.MODEL = CfgNode()
 # A video preset (timesformer_base_8x224, timesformer_hr_16x448, timesformer_l_96x224,
-# xvit_base_16x224_k600) or a timm ViT/DeiT name (deit_small_patch16_224, ...). Video models take
-# their frame count from DATA.NUM_FRAMES and their size from DATA.TRAIN_CROP_SIZE.
+# xvit_base_16x224_k600, xvit_base_16x224_ssv2) or a timm ViT/DeiT name (deit_small_patch16_224,
+# ...). Video models take their frame count from DATA.NUM_FRAMES and their size from
+# DATA.TRAIN_CROP_SIZE.
 _C.MODEL.ARCH = "timesformer_base_8x224"
 _C.MODEL.NUM_CLASSES = 400
 _C.MODEL.DROP_PATH_RATE = 0.1

@@ -7,7 +7,7 @@ from ats_video.models.timesformer import (
     timesformer_hr_16x448,
     timesformer_l_96x224,
 )
-from ats_video.models.xvit import XViT, xvit, xvit_base_16x224_k600
+from ats_video.models.xvit import XViT, xvit, xvit_base_16x224_k600, xvit_base_16x224_ssv2
 
 __all__ = [
     "TimeSformer",
@@ -18,4 +18,5 @@ __all__ = [
     "timesformer_l_96x224",
     "xvit",
     "xvit_base_16x224_k600",
+    "xvit_base_16x224_ssv2",
 ]

@@ -1,36 +1,47 @@
 """XViT: a video transformer with space-time mixing attention.
 
 Follows Bulat et al., "Space-time Mixing Attention for Video Transformer", NeurIPS 2021
-(arXiv 2106.05968), and the layout of its official release (github.com/1adrianb/video-transformers).
-Every frame runs through a ViT with its own CLS token. In each block's attention, the keys and
-values of two slices of ``dim // shift_div`` channels are taken from the same spatial position in
-frames t+1 and t-1 (zeros past the ends), so a query attends jointly over space and a local
-window in time at the cost of spatial attention (the paper's Eq. 7). A small temporal
+(arXiv 2106.05968), and the layout and forward of its official release
+(github.com/1adrianb/video-transformers, branch main). Every frame runs through a ViT with its
+own CLS token. In each block's attention, the keys and values of two slices of
+``dim // shift_div`` channels are taken from the same spatial position in frames t+1 and t-1
+(zeros past the ends of the frame's shift group), so a query attends jointly over space and a
+local window in time at the cost of spatial attention (the paper's Eq. 7). A small temporal
 transformer (the release's "vit" consensus) reads the per-frame CLS tokens and classifies.
 
-Layout of the released model, which this module reproduces (state-dict keys: the release's with
+Layout of the released models, which this module reproduces (state-dict keys: the release's with
 ``base_model.`` stripped from the backbone; the temporal head keeps the name ``consensus``):
-- backbone: ``cls_token``, ``pos_embed`` [1, 1 + N, D] (CLS included), ``temp_embed``
-  [1, T, 1, D] added to every token of a frame, ``patch_embed.proj``, ``blocks.i.{norm1,
-  attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}``, ``norm`` (LayerNorm eps 1e-6, qkv bias);
+- backbone: ``cls_token``, ``pos_embed`` [1, 1 + N, D] (CLS included) built for 224 x 224,
+  ``temp_embed`` [1, F, 1, D], ``patch_embed.proj``, ``blocks.i.{norm1, attn.qkv, attn.proj,
+  norm2, mlp.fc1, mlp.fc2}``, ``norm`` (LayerNorm eps 1e-6, qkv bias);
 - the backbone's classifier is a dropout on each frame's CLS feature (``head_drop`` here);
 - ``consensus``: ``cls_token``, ``temporal_encoder.j`` (ViT blocks without qkv bias, LayerNorm
   eps 1e-5), ``mlp_head`` = LayerNorm, Linear, GELU, Dropout, Linear (indices 0, 1, 4).
-The released Kinetics-600 model takes 16 frames but shifts within groups of 8 (its
-``NUM_SEGMENTS: 8``): frames 7 and 8 see zeros from each other, as at a clip's ends
-(``shift_group``); the temporal head sees all 16 CLS tokens.
 
-NOTE: the official code reshapes ``(B T)`` with a fixed ``num_frames`` that two stored versions
-of its model builder set differently (8 by default, or the clip's 16), so the released
-``temp_embed`` may have 8 or 16 entries; :func:`checkpoint_filter_fn` accepts both (8 entries
-are tiled over the two groups, which is what the official forward computes in that case).
+Three sizes that the release keeps apart, and so does this module:
+- the shift group (``shift_group``, the release's ``XVIT.NUM_SEGMENTS``): frames mix keys and
+  values only within runs of this many consecutive frames. Kinetics-600: 16 frames in groups of
+  8 (frames 7 and 8 see zeros from each other, as at a clip's ends); SSv2: one group of 16;
+- the time embedding's length (``temp_embed_frames``, the backbone's own ``num_frames``, 8 in
+  the release's builder, which does not pass the clip's): ``temp_embed`` holds that many
+  entries and is added to every run of that many consecutive frames, whatever the shift group;
+- the size ``pos_embed`` is built for (``pos_embed_img_size``, 224 in the release): for any
+  other crop the release resizes it at every forward (:func:`rescale_pos_embed`).
+
+NOTE: the release's dropout after the position embedding is its backbone ``drop_rate``, which
+its builder sets to 0; ``pos_drop_rate`` defaults to 0 here too, and ``drop_rate`` is the
+release's ``MODEL.DROPOUT_RATE`` (each frame's CLS feature and inside the temporal head).
 NOTE: the release's checkpoint also holds ``new_fc.{weight,bias}``, a classifier its forward
 never uses with the "vit" consensus; :func:`checkpoint_filter_fn` skips those two keys and says so.
+NOTE: an unmerged pull request to the release ("Fix temp embed") passes the clip's frame count to
+the backbone, which gives ``temp_embed`` one entry per frame; that is ``temp_embed_frames=16``
+here. The presets follow main.
 NOTE: the paper's summary token and its other temporal-attention variants are not part of the
 released model and are not implemented.
 """
 
 import logging
+import math
 from functools import partial
 from typing import Callable, Dict, Mapping, Optional, Set
 
@@ -64,6 +75,24 @@ def temporal_shift(x: Tensor, fold: int) -> Tensor:
     ahead = F.pad(x[:, 1:, :, :fold], (0, 0, 0, 0, 0, 1))
     behind = F.pad(x[:, :-1, :, fold : 2 * fold], (0, 0, 0, 0, 1, 0))
     return torch.cat([ahead, behind, x[..., 2 * fold :]], dim=-1)
+
+
+def rescale_pos_embed(pos_embed: Tensor, scale: float) -> Tensor:
+    """The release's resize of a position embedding for another crop, run at every forward.
+
+    Args:
+        pos_embed: [1, 1 + g * g, D], the CLS entry first, then a g x g patch grid row by row.
+        scale: ``F.interpolate``'s ``scale_factor`` for the grid; the release passes
+            ``(crop / 16) / (224 / 16)``.
+    Returns:
+        [1, 1 + g' * g', D], g' = floor(g * scale) as ``F.interpolate`` rounds it: bicubic,
+        ``align_corners=False``, no antialiasing, the coordinates mapped with ``scale`` itself;
+        the CLS entry unchanged.
+    """
+    side = math.isqrt(pos_embed.shape[1] - 1)
+    grid = rearrange(pos_embed[:, 1:], "1 (h w) d -> 1 d h w", h=side)
+    grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", align_corners=False)
+    return torch.cat([pos_embed[:, :1], rearrange(grid, "1 d h w -> 1 (h w) d")], dim=1)
 
 
 class MixingAttention(nn.Module):
@@ -187,6 +216,21 @@ class XViT(nn.Module):
 
     ``forward_features`` returns [B, T, 1 + N, D] normalised tokens, CLS first in every frame;
     ``forward_head`` reads each frame's CLS and returns [B, num_classes] logits.
+
+    Args (those that are not a ViT's usual ones):
+        num_frames: T, the frames of every clip.
+        shift_group: frames per shift group (the release's ``XVIT.NUM_SEGMENTS``); default T.
+        shift_div: each shifted slice holds ``embed_dim // shift_div`` channels.
+        temp_embed_frames: F, the entries of ``temp_embed`` [1, F, 1, D], added to every run of
+            F consecutive frames (the release: its backbone's ``num_frames``, 8); default T.
+        img_size: the crop the model takes.
+        pos_embed_img_size: the image size ``pos_embed`` is built for (the release: 224); for
+            another ``img_size`` it is resized at every forward as the release does; default
+            ``img_size``.
+        drop_rate: dropout on each frame's CLS feature and before the temporal head's last
+            Linear (the release's ``MODEL.DROPOUT_RATE``).
+        pos_drop_rate: dropout after the position embedding (0 in the release's builder).
+        proj_drop_rate, attn_drop_rate, drop_path_rate: the backbone blocks' dropouts.
     """
 
     def __init__(
@@ -195,7 +239,9 @@ class XViT(nn.Module):
         num_frames: int = 16,
         shift_group: Optional[int] = None,
         shift_div: int = 8,
+        temp_embed_frames: Optional[int] = None,
         img_size: int = 224,
+        pos_embed_img_size: Optional[int] = None,
         patch_size: int = 16,
         in_chans: int = 3,
         num_classes: int = 600,
@@ -208,16 +254,17 @@ class XViT(nn.Module):
         head_num_heads: Optional[int] = None,
         head_hidden_dim: Optional[int] = None,
         drop_rate: float = 0.0,
+        pos_drop_rate: float = 0.0,
         proj_drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
     ):
         super().__init__()
         shift_group = num_frames if shift_group is None else shift_group
-        if num_frames % shift_group:
-            raise ValueError(
-                f"num_frames {num_frames} is not a multiple of shift_group {shift_group}"
-            )
+        temp_embed_frames = num_frames if temp_embed_frames is None else temp_embed_frames
+        for name, run in (("shift_group", shift_group), ("temp_embed_frames", temp_embed_frames)):
+            if num_frames % run:
+                raise ValueError(f"num_frames {num_frames} is not a multiple of {name} {run}")
         self.num_frames = num_frames
         self.shift_group = shift_group
         self.num_classes = num_classes
@@ -228,11 +275,24 @@ class XViT(nn.Module):
         self.patch_embed = PatchEmbed(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim
         )
-        num_patches = self.patch_embed.num_patches
+        pos_side = (pos_embed_img_size or img_size) // patch_size
+        self.pos_embed_grid = (pos_side, pos_side)
+        # the release's arithmetic, (crop / 16) / (224 / 16), with this model's sizes
+        self.pos_embed_scale = None
+        if pos_embed_img_size not in (None, img_size):
+            self.pos_embed_scale = (img_size / patch_size) / (pos_embed_img_size / patch_size)
+            side = int(pos_side * self.pos_embed_scale)  # how F.interpolate sizes its output
+            grid = self.patch_embed.grid_size
+            if (side, side) != tuple(grid):
+                raise ValueError(
+                    f"img_size {img_size}: resizing pos_embed by (img_size / patch_size) / "
+                    f"(pos_embed_img_size / patch_size) = {self.pos_embed_scale!r} gives a "
+                    f"{side}x{side} grid, but the image has {grid[0]}x{grid[1]} patches"
+                )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
-        self.temp_embed = nn.Parameter(torch.zeros(1, num_frames, 1, embed_dim))
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_embed = nn.Parameter(torch.zeros(1, pos_side * pos_side + 1, embed_dim))
+        self.temp_embed = nn.Parameter(torch.zeros(1, temp_embed_frames, 1, embed_dim))
+        self.pos_drop = nn.Dropout(pos_drop_rate)
 
         attn_layer = partial(
             MixingAttention,
@@ -295,15 +355,23 @@ class XViT(nn.Module):
         )
 
     def embed(self, x: Tensor) -> Tensor:
-        """Clips [B, C, T, H, W] -> frame tokens [(B T), 1 + N, D] with position and time embeddings."""
-        batch, _, frames = x.shape[:3]
+        """Clips [B, C, T, H, W] -> frame tokens [(B T), 1 + N, D], position and time embedded.
+
+        ``temp_embed``'s F entries go to every run of F consecutive frames, as the release's
+        reshape of its (B T) frames into rows of its backbone's ``num_frames`` puts them.
+        """
+        frames = x.shape[2]
         if frames != self.num_frames:
             raise ValueError(f"this XViT takes clips of {self.num_frames} frames, got {frames}")
         x = self.patch_embed(rearrange(x, "b c t h w -> (b t) c h w"))
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        pos_embed = self.pos_embed
+        if self.pos_embed_scale is not None:
+            pos_embed = rescale_pos_embed(pos_embed, self.pos_embed_scale)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + pos_embed
         # the release applies its dropout before adding the time embedding
-        x = rearrange(self.pos_drop(x), "(b t) p d -> b t p d", t=frames) + self.temp_embed
-        return rearrange(x, "b t p d -> (b t) p d")
+        run = self.temp_embed.shape[1]
+        x = rearrange(self.pos_drop(x), "(n f) p d -> n f p d", f=run) + self.temp_embed
+        return rearrange(x, "n f p d -> (n f) p d")
 
     def forward_features(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
@@ -323,55 +391,90 @@ class XViT(nn.Module):
 
 
 def xvit(**kwargs) -> XViT:
-    """XViT with the given keyword arguments (see :class:`XViT`); defaults are the B/16 release's."""
+    """XViT with the given keyword arguments (see :class:`XViT`).
+
+    The defaults are a ViT-B/16 on 16 frames at 224 in one shift group, with one time embedding
+    per frame; the presets below hold the released models' settings.
+    """
     return XViT(**kwargs)
+
+
+# the released B/16's settings common to its Kinetics-600 and SSv2 models
+_RELEASED_B16 = dict(
+    num_frames=16,
+    temp_embed_frames=8,  # the backbone's default num_frames; the builder does not pass the clip's
+    img_size=224,
+    pos_embed_img_size=224,
+    patch_size=16,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+    head_depth=1,
+    head_num_heads=12,
+    head_hidden_dim=768,
+    drop_rate=0.5,  # MODEL.DROPOUT_RATE; no dropout in the backbone
+)
 
 
 def xvit_base_16x224_k600(**kwargs) -> XViT:
     """The released XViT-B/16, 16 frames at 224, Kinetics-600 (``xvit_b16_16_k600.pth``).
 
-    Its 16 frames are shifted in two groups of 8 (the release's ``NUM_SEGMENTS: 8``); the
-    dropout before and inside the temporal head is the release's ``DROPOUT_RATE: 0.5``.
+    Its config ``configs/Kinetics/xvit_B16_16x16_k600.yaml``: 16 frames shifted in two groups of 8
+    (``NUM_SEGMENTS: 8``), ``SHIFT_DIV: 8``, 600 classes; ``temp_embed`` of 8 entries.
     """
-    config = dict(
-        num_frames=16,
-        shift_group=8,
-        shift_div=8,
-        img_size=224,
-        patch_size=16,
-        embed_dim=768,
-        depth=12,
-        num_heads=12,
-        num_classes=600,
-        head_depth=1,
-        head_num_heads=12,
-        head_hidden_dim=768,
-        drop_rate=0.5,
-    )
+    config = dict(_RELEASED_B16, shift_group=8, shift_div=8, num_classes=600)
+    return XViT(**{**config, **kwargs})
+
+
+def xvit_base_16x224_ssv2(**kwargs) -> XViT:
+    """The released XViT-B/16, 16 frames at 224, Something-Something-v2 (``xvit_b16_16_ss2.pth``).
+
+    Its config ``configs/SSv2/xvit_B16_16x16.yaml``: 16 frames in one shift group
+    (``NUM_SEGMENTS: 16``), ``SHIFT_DIV: 4`` (half the key and value channels come from the
+    neighbouring frames), 174 classes; ``temp_embed`` of 8 entries, added to frames 0-7 and again
+    to frames 8-15.
+    """
+    config = dict(_RELEASED_B16, shift_group=16, shift_div=4, num_classes=174)
     return XViT(**{**config, **kwargs})
 
 
 # architecture name -> constructor, for the family registry and configs (MODEL.ARCH)
-PRESETS = {"xvit": xvit, "xvit_base_16x224_k600": xvit_base_16x224_k600}
+PRESETS = {
+    "xvit": xvit,
+    "xvit_base_16x224_k600": xvit_base_16x224_k600,
+    "xvit_base_16x224_ssv2": xvit_base_16x224_ssv2,
+}
 
 
 # ---------------------------------------------------------------- official checkpoints
 
 
-def _fit_temp_embed(embed: Tensor, num_frames: int, shift_group: int) -> Tensor:
-    """[1, T', 1, D] time embedding -> [1, num_frames, 1, D]."""
-    frames = embed.shape[1]
-    if frames == shift_group and num_frames % frames == 0:
-        # the release reshapes (B T) by its own num_frames and adds the embedding to each group
+def _fit_temp_embed(embed: Tensor, frames: int) -> Tensor:
+    """A checkpoint's time embedding [1, F', 1, D] -> [1, frames, 1, D].
+
+    The embedding is added to every run of as many frames as it has entries, so two changes keep
+    the forward as it was: repeating it when F' divides ``frames`` (the release's 8 entries for a
+    model built with one per frame), and keeping one run when the F' entries repeat with period
+    ``frames`` (this project's older files, which stored the release's 8 tiled to 16). Any other
+    length is interpolated along time (linear), an approximation; each change is logged.
+    """
+    have = embed.shape[1]
+    if frames % have == 0:
         _logger.warning(
-            "XViT checkpoint: temp_embed of %d frames tiled over %d groups of %d frames",
-            frames,
-            num_frames // frames,
+            "temp_embed tiled: temp_embed from %d to %d frames (repeated; same forward)",
+            have,
             frames,
         )
-        return embed.repeat(1, num_frames // frames, 1, 1)
+        return embed.repeat(1, frames // have, 1, 1)
+    if have % frames == 0 and torch.equal(embed, embed[:, :frames].repeat(1, have // frames, 1, 1)):
+        _logger.warning(
+            "temp_embed untiled: temp_embed from %d to %d frames (equal runs; same forward)",
+            have,
+            frames,
+        )
+        return embed[:, :frames]
     resized = resize_time_embed(
-        rearrange(embed, "1 t 1 d -> 1 t d"), num_frames, mode="linear", name="temp_embed"
+        rearrange(embed, "1 t 1 d -> 1 t d"), frames, mode="linear", name="temp_embed"
     )
     return rearrange(resized, "1 t d -> 1 t 1 d")
 
@@ -380,10 +483,12 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: XViT) -> Dict[
     """Maps an official XViT state dict (or this project's own) onto ``model``'s keys and shapes.
 
     The one place that knows the release's layout: strips ``module.`` and ``base_model.``,
-    skips the release's unused ``new_fc`` classifier (with a warning), resizes ``pos_embed`` in
-    2-D and ``temp_embed`` along time when sizes differ (and says so). A key that maps to none of
-    ``model``'s passes under its name in the file, so the strict check of
-    :func:`ats_video.models.load_checkpoint` names it as the file does.
+    skips the release's unused ``new_fc`` classifier (with a warning). The release's
+    ``pos_embed`` (built for 224) and ``temp_embed`` (8 entries) load as they are into the
+    presets, at any crop. Only when sizes differ from the model's, ``pos_embed`` is resized in
+    2-D (bicubic, antialiased, once) and ``temp_embed`` fitted by :func:`_fit_temp_embed`, each
+    with a warning. A key that maps to none of ``model``'s passes under its name in the file, so
+    the strict check of :func:`ats_video.load_checkpoint` names it as the file does.
 
     Args:
         state_dict: the checkpoint's state dict (``load_checkpoint`` takes it out of its container).
@@ -407,7 +512,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: XViT) -> Dict[
             ", ".join(skipped),
         )
     if resizable(out.get("pos_embed"), target["pos_embed"]):
-        out["pos_embed"] = resize_pos_embed(out["pos_embed"], model.patch_embed.grid_size)
+        out["pos_embed"] = resize_pos_embed(out["pos_embed"], model.pos_embed_grid)
     if resizable(out.get("temp_embed"), target["temp_embed"]):
-        out["temp_embed"] = _fit_temp_embed(out["temp_embed"], model.num_frames, model.shift_group)
+        out["temp_embed"] = _fit_temp_embed(out["temp_embed"], target["temp_embed"].shape[1])
     return out
