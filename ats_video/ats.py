@@ -125,21 +125,26 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     several times is kept once, so a row keeps K' <= K tokens. Deterministic, and each row is
     computed on its own. A row of zeros is sampled as if uniform.
 
+    Token j is picked when at least one grid point lies in (CDF_{j-1}, CDF_j], so the result
+    comes from the number of grid points up to each CDF value: O(N) whatever K is.
+
     Args:
         scores: [B, N] finite, non-negative scores (ValueError otherwise).
         k: K >= 1, an int or a LongTensor [B] of per-row budgets; K > N is allowed.
     Returns:
         [B, N] bool mask of the kept tokens (at least one per row).
     """
-    b, n = scores.shape
-    k = _check(scores, k)
+    k = _check(scores, k)[:, None].double()
     cdf = _normalised_cdf(scores)
-    m = torch.arange(1, int(k.max()) + 1 if b else 1, device=scores.device)
-    grid = (2 * m - 1).double() / (2 * k[:, None]).double()  # [B, Kmax]
-    picked = torch.searchsorted(cdf, grid).clamp_max(n - 1)  # first index with cdf >= u
-    picked = torch.where(m <= k[:, None], picked, n)  # grid points beyond a row's K: a dummy column
-    keep = torch.zeros(b, n + 1, dtype=torch.bool, device=scores.device)
-    return keep.scatter_(1, picked, True)[:, :n]
+
+    def grid(m: Tensor) -> Tensor:  # u_m, computed as a materialised grid would be
+        return (2 * m - 1) / (2 * k)
+
+    # grid points u_m <= cdf: m = floor(K cdf + 1/2) up to round-off, which one step corrects
+    below = torch.minimum(torch.floor(k * cdf + 0.5), k)
+    below = below + ((below < k) & (grid(below + 1) <= cdf)).double()
+    below = below - ((below > 0) & (grid(below) > cdf)).double()
+    return below > F.pad(below, (1, 0))[:, :-1]
 
 
 def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:

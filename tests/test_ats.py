@@ -386,3 +386,57 @@ def test_counting_flops_keeps_the_last_readout():
     after = kept_tokens(model)
     assert after[0].count.shape == (3, 1)
     assert all(torch.equal(a.count, b.count) and torch.equal(a.positions, b.positions) for a, b in zip(kept, after))
+
+
+# ---------------------------------------------------------------- properties and edges
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# scores from a few levels (exact ties and zeros) to skewed floats
+score_rows = st.integers(1, 40).flatmap(
+    lambda n: st.lists(
+        st.one_of(st.sampled_from([0.0, 0.5, 1.0, 2.0]), st.floats(0, 1e3, allow_subnormal=False)),
+        min_size=n, max_size=n,
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(score_rows, min_size=1, max_size=4).filter(lambda rows: len({len(r) for r in rows}) == 1),
+       st.integers(1, 200))
+def test_sampler_is_the_papers_for_any_scores_and_budget(rows, k):
+    scores = torch.tensor(rows, dtype=torch.float64)
+    keep = sample_tokens(scores, k)
+    for row, mask in zip(rows, keep):
+        kept = set(mask.nonzero().flatten().tolist())
+        assert kept == naive_sample(row, k)
+        assert 1 <= len(kept) <= k
+    # each row alone gives what it gives in the batch
+    assert torch.equal(torch.cat([sample_tokens(r[None], k) for r in scores]), keep)
+
+
+@settings(max_examples=100, deadline=None)
+@given(score_rows, st.integers(1, 60))
+def test_topk_keeps_min_of_k_and_n_highest(row, k):
+    keep = topk_tokens(torch.tensor([row]), k)[0]
+    assert keep.sum() == min(k, len(row))
+    if keep.sum() < len(row):
+        assert min(v for v, m in zip(row, keep) if m) >= max(v for v, m in zip(row, keep) if not m)
+
+
+@pytest.mark.parametrize("selector", [sample_tokens, topk_tokens])
+def test_bad_scores_and_budgets_are_errors(selector):
+    good = torch.rand(2, 10)
+    for bad in [float("nan"), float("inf"), -1.0]:
+        scores = good.clone()
+        scores[1, 3] = bad
+        with pytest.raises(ValueError, match="finite and non-negative"):
+            selector(scores, 5)
+    for k in [0, -2, torch.tensor([3, 0])]:
+        with pytest.raises(ValueError, match="K must be >= 1"):
+            selector(good, k)
+    for k in [0, -3, 0.0, -0.5, 1.5, 0.5j]:
+        with pytest.raises((ValueError, TypeError)):
+            ATSConfig(k)
