@@ -97,24 +97,31 @@ def significance_scores(cls_attn: Tensor, v: Tensor, num_prefix_tokens: int = 1)
     return weighted.sum(1)
 
 
-def _check(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
-    """The per-row budgets [B] of a selector call, after checking both inputs."""
-    k = torch.as_tensor(k, device=scores.device, dtype=torch.long)
-    k = k.expand(len(scores)) if k.dim() == 0 else k
-    if len(k) and int(k.min()) < 1:
+def _budgets(k: Union[int, Tensor], rows: int, device: torch.device) -> Union[int, Tensor]:
+    """A selector's budget: an int K >= 1, or a LongTensor [rows] of them (ValueError otherwise)."""
+    if isinstance(k, Tensor) and k.dim() == 0:
+        k = int(k)
+    if isinstance(k, int):
+        if k < 1:
+            raise ValueError(f"ATS budget K must be >= 1 in every row, got {k}")
+        return k
+    if rows and int(k.min()) < 1:
         raise ValueError(f"ATS budget K must be >= 1 in every row, got {int(k.min())}")
-    # a NaN would otherwise turn into a uniform sample, silently
-    if not bool(torch.isfinite(scores).all()) or bool((scores < 0).any()):
-        raise ValueError("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
-    return k
+    return k.to(device)
 
 
 def _normalised_cdf(scores: Tensor) -> Tensor:
-    # float64 so that half and float32 inputs choose alike and the CDF's last value is ~1 exactly;
-    # an all-zero row carries no preference and is sampled as uniform.
+    """[B, N] scores -> their CDF along N, in float64, the last value exactly 1.
+
+    float64 so that half and float32 inputs choose alike; an all-zero row carries no preference
+    and is sampled as uniform. NaN, infinite or negative scores are a ValueError: a NaN would
+    otherwise turn into a uniform sample, silently.
+    """
     s = scores.double()
-    s = torch.where(s.sum(-1, keepdim=True) > 0, s, torch.ones_like(s))
-    cdf = s.cumsum(-1)
+    total = s.sum(-1, keepdim=True)
+    if s.numel() and not bool(torch.isfinite(total).all() & (s.min() >= 0)):
+        raise ValueError("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
+    cdf = (s + (total == 0)).cumsum(-1)
     return cdf / cdf[:, -1:]
 
 
@@ -134,16 +141,14 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     Returns:
         [B, N] bool mask of the kept tokens (at least one per row).
     """
-    k = _check(scores, k)[:, None].double()
+    k = _budgets(k, len(scores), scores.device)
+    k = k if isinstance(k, int) else k[:, None].double()
     cdf = _normalised_cdf(scores)
-
-    def grid(m: Tensor) -> Tensor:  # u_m, computed as a materialised grid would be
-        return (2 * m - 1) / (2 * k)
-
-    # grid points u_m <= cdf: m = floor(K cdf + 1/2) up to round-off, which one step corrects
-    below = torch.minimum(torch.floor(k * cdf + 0.5), k)
-    below = below + ((below < k) & (grid(below + 1) <= cdf)).double()
-    below = below - ((below > 0) & (grid(below) > cdf)).double()
+    # grid points up to x: floor(K x + 1/2), up to round-off, which one step each way corrects
+    # by comparing with u_m = (m - 1/2) / K, computed as a materialised grid would be
+    # (u_0 < 0 and u_(K+1) > 1, so the steps need no bounds)
+    below = torch.floor(cdf * k + 0.5)
+    below = below + ((below + 0.5) / k <= cdf).double() - ((below - 0.5) / k > cdf).double()
     return below > F.pad(below, (1, 0))[:, :-1]
 
 
@@ -152,10 +157,11 @@ def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
 
     Same interface as :func:`sample_tokens`; K >= N keeps every token.
     """
-    b, n = scores.shape
-    k = _check(scores, k)
+    n = scores.shape[1]
+    k = _budgets(k, len(scores), scores.device)
+    _normalised_cdf(scores)  # checks the scores
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
-    rank_kept = torch.arange(n, device=scores.device) < k[:, None]
+    rank_kept = (torch.arange(n, device=scores.device) < (k if isinstance(k, int) else k[:, None])).expand_as(order)
     return torch.zeros_like(rank_kept).scatter_(1, order, rank_kept)
 
 
@@ -188,12 +194,13 @@ def select_tokens(scores: Tensor, valid: Optional[Tensor], config: ATSConfig) ->
     Returns:
         [B, N] bool mask of kept tokens, a subset of ``valid`` with at least one per row.
     """
+    counts = scores.shape[1] if valid is None else valid.sum(-1)
+    budget = config.k if isinstance(config.k, int) else resolve_budget(config.k, counts)
     if valid is None:
-        return SELECTORS[config.selector](scores, resolve_budget(config.k, scores.shape[1]))
+        return SELECTORS[config.selector](scores, budget)
     scores = scores.masked_fill(~valid, 0)
     # no information at all (every value zero): keep a uniform sample of the real tokens
     scores = torch.where(scores.sum(-1, keepdim=True) > 0, scores, valid.to(scores.dtype))
-    budget = resolve_budget(config.k, valid.sum(-1))
     return SELECTORS[config.selector](scores, budget) & valid
 
 
