@@ -1,73 +1,145 @@
-"""Benchmark: DeiT-S with and without ATS (blocks 3-11): images/s, GFLOPs, peak memory.
+"""Benchmark: DeiT-S with ATS against plain DeiT-S and token merging, side by side.
 
-    python benchmarks/deit_ats.py                      # this machine's CPU, writes deit_ats.md
-    python benchmarks/deit_ats.py --device cuda --out benchmarks/deit_ats_gpu.md
+    python benchmarks/deit_ats.py                          # this machine's CPU, writes deit_ats.md
+    python benchmarks/deit_ats.py --device cuda --dtype bfloat16 --backend varlen --out benchmarks/deit_ats_gpu.md
 
-The ATS budget is a ratio rho found by bisection so that the mean counted GFLOPs come to the
-paper's 2.9 (Table 2, DeiT-S + ATS). Weights are random (none can be downloaded here), so the
-CLS attention is flatter than a trained model's: the sampler then keeps close to K tokens and
-the reduction comes from the budget, not from duplicates as with trained weights.
+Variants, on the same random weights and inputs, timed interleaved in one process (common.py):
+- DeiT-S, timm's own model;
+- + ATS in blocks 3-11 with a ratio budget rho found by bisection so that the mean GFLOPs come to
+  the paper's 2.9 (Table 2, DeiT-S + ATS);
+- + ATS with K far above N (100000): every token kept, so its time over the plain model's is the
+  overhead of scoring and sampling;
+- + ToMe, r merged tokens per block (benchmarks/tome.py, written from the ToMe paper), r=12
+  (2.85 GFLOPs), the token-merging figure ATS is compared with;
+- with ``--compile``, + ATS under ``torch.compile(dynamic=True)``.
 
-Each (model, batch) runs in a fresh subprocess so that peak memory is its own (see common.py).
+Weights are random (none can be downloaded here), so the CLS attention is flat: the sampler
+keeps close to K tokens and the reduction comes from the budget rather than from repeated
+picks as with trained weights. ``--sharpen`` scales the query and key weights to peak the
+attention instead.
 """
 
+import copy
 from pathlib import Path
 
 import ats_video  # noqa: F401  (before timm)
 import timm
 import torch
 
-from ats_video import apply_ats
-from ats_video.flops import count_gflops
+from ats_video import apply_ats, kept_tokens
+from ats_video.flops import count_gflops, gflops_as_run
 
 import common  # benchmarks/common.py, beside this script
+from tome import apply_tome
 
 ROOT = Path(__file__).resolve().parent
 ATS_BLOCKS = tuple(range(3, 12))
 TARGET_GFLOPS = 2.9
+NOTHING_DROPPED = 100_000
 
 
-def build(ratio):
+def plain_model(sharpen: float) -> torch.nn.Module:
+    torch.manual_seed(0)
     model = timm.create_model("deit_small_patch16_224").eval()
-    return model if ratio is None else apply_ats(model, ATS_BLOCKS, ratio)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.qkv.weight[: 2 * model.embed_dim] *= sharpen
+    return model
 
 
-def images(batch, seed=0):
+def variant(name: str, ratio: float, args) -> torch.nn.Module:
+    model = plain_model(args.sharpen)
+    if name == "ats":
+        return apply_ats(model, ATS_BLOCKS, ratio)
+    if name == "noop":
+        return apply_ats(model, ATS_BLOCKS, NOTHING_DROPPED)
+    if name == "tome":
+        return apply_tome(model, args.tome_r)
+    return model
+
+
+def images(batch: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
 
 
-def mean_gflops(ratio, samples=8):
-    torch.manual_seed(0)
-    return count_gflops(build(ratio), images(samples)).mean().item()
+def mean_gflops(model: torch.nn.Module, x: torch.Tensor, args) -> float:
+    with common.context(args):
+        model(x.to(args.device))
+    return gflops_as_run(model, kept_tokens(model), len(x)).mean().item()
 
 
-def measure(ratio, batch, device, iters):
-    """Runs in its own process: throughput and peak memory of one (model, batch)."""
-    torch.manual_seed(0)
-    return common.measure(build(ratio), images(batch), device, iters)
+def measure(name, ratio, batch, args_dict):
+    """Runs in its own process: the peak memory of one (variant, batch)."""
+    args = common.argument_parser(__doc__).parse_args([])
+    vars(args).update(args_dict)
+    return {"peak_mib": common.peak_memory_mib(variant(name, ratio, args), images(batch), args)}
 
 
 def main():
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--iters", type=int, default=5, help="timed forwards per (model, batch)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--ratio", type=float, help="ATS budget rho; default: found for 2.9 GFLOPs")
+    parser.add_argument("--tome-r", type=int, default=12)
+    parser.add_argument("--sharpen", type=float, default=1.0, help="scale of the query and key weights")
+    parser.add_argument("--compile", action="store_true", help="also time ATS under torch.compile(dynamic=True)")
     parser.add_argument("--out", type=Path, default=ROOT / "deit_ats.md")
     args = common.parse_args(parser, measure)
 
-    ratio = args.ratio or common.bisect_ratio(mean_gflops, TARGET_GFLOPS, steps=10, digits=4)
-    gflops = {None: mean_gflops(None), ratio: mean_gflops(ratio)}
-    names = ("DeiT-S", f"DeiT-S + ATS (rho={ratio})")
-    rows = common.comparison_rows(__file__, names, ratio, gflops, args, rate=".1f", flops=".2f")
+    sample = images(8, seed=1)
+    base = plain_model(args.sharpen)
+    ats = copy.deepcopy(base)
+    ratio = args.ratio or common.bisect(
+        lambda r: mean_gflops(apply_ats(ats, ATS_BLOCKS, r), sample, args), TARGET_GFLOPS, 0.3, 1.0, 12, 4
+    )
+    models = {name: variant(name, ratio, args).to(args.device) for name in ("plain", "ats", "noop", "tome")}
+    if args.compile:
+        models["compiled"] = torch.compile(variant("ats", ratio, args).to(args.device), dynamic=True)
+    names = {
+        "plain": "DeiT-S",
+        "ats": f"+ ATS 3-11, rho={ratio}",
+        "noop": f"+ ATS 3-11, K={NOTHING_DROPPED} (nothing dropped)",
+        "tome": f"+ ToMe, r={args.tome_r}",
+        "compiled": f"+ ATS 3-11, rho={ratio}, torch.compile",
+    }
+    tome_gflops = count_gflops(models["tome"].cpu(), sample[:1]).item()
+    models["tome"].to(args.device)
+
+    rows = []
+    for batch in args.batch_sizes:
+        x = images(batch).to(args.device)
+        gflops = {name: tome_gflops if name == "tome" else mean_gflops(model, x, args) for name, model in models.items()}
+        with common.context(args):
+            seconds = common.time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, args.rounds, args.device)
+        for name in models:
+            speedup = seconds["plain"] / seconds[name]
+            flop_ratio = gflops["plain"] / gflops[name]
+            memory = "-"
+            if not args.no_memory and name != "compiled":
+                memory = f"{common.run_isolated(__file__, name, ratio, batch, common.settings(args))['peak_mib']:.0f}"
+            rows.append(
+                f"| {names[name]} | {batch} | {batch / seconds[name]:.1f} | {gflops[name]:.2f} | {speedup:.2f} | "
+                f"{speedup / flop_ratio:.2f} | {memory} |"
+            )
+            print(rows[-1], flush=True)
 
     description = (
-        f"ATS in blocks 3-11, budget rho={ratio}; random weights and random 224x224 inputs; "
-        f"{args.iters} timed forwards after one warm-up, inference mode. GFLOPs: mean per image "
-        "as run (`ats_video.flops.count_gflops`, 1 multiply-add = 1 FLOP) over 8 images."
+        f"DeiT-S at 224 px, random weights{'' if args.sharpen == 1 else f' (query and key weights x{args.sharpen})'}, "
+        f"random inputs; {args.dtype}, attention backend {args.backend}. ATS budget rho={ratio} "
+        f"({'given' if args.ratio else f'found by bisection for {TARGET_GFLOPS} GFLOPs'}). Images/s from the fastest "
+        f"of {args.rounds} forwards per variant, all variants interleaved in one process. GFLOPs: mean per image as run "
+        "(`ats_video.flops.gflops_as_run`, 1 multiply-add = 1 FLOP); ToMe counted with `count_gflops`. Speed-up: "
+        "over DeiT-S at the same batch; divided by the GFLOPs ratio, 1.0 is a time saving in proportion to the "
+        "GFLOPs saved. Peak memory: peak RSS of one forward above the process's size before it, a fresh process "
+        "per row (CUDA: peak allocated)."
     )
-    title = f"# DeiT-S with and without ATS on {args.device}"
+    table = [
+        "| model | batch | images/s | GFLOPs | speed-up | speed-up / GFLOPs ratio | peak memory (MiB) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
     common.write_report(
-        args.out, __file__, title=title, machine=args.machine, description=description, unit="images", rows=rows
+        args.out, __file__, title=f"# DeiT-S with ATS, plain and with token merging, on {args.device}",
+        machine=args.machine, sections=[description, "", *table],
     )
 
 
