@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from tqdm import tqdm
 
-from ats_video.data.lists import read_class_names, read_video_list
+from ats_video.data.lists import read_class_names, read_list_lines, read_video_list
 from ats_video.data.video_io import BACKENDS, UnusableVideoError, count_frames
 
 
@@ -66,8 +66,7 @@ def main(argv=None) -> int:
     videos = read_video_list(
         args.list, prefix=prefix, separator=args.separator, class_names=class_names
     )
-    with open(args.list, encoding="utf-8-sig") as f:
-        lines = [line if line.endswith("\n") else line + "\n" for line in f if line.strip()]
+    lines = [text + "\n" for _, text in read_list_lines(args.list)]  # those read_video_list reads
 
     out = args.out or list_dir
     os.makedirs(out, exist_ok=True)

@@ -20,6 +20,7 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from collections import defaultdict
 
 from tqdm import tqdm
 
-from ats_video.data.lists import VIDEO_EXTENSIONS, read_class_names
+from ats_video.data.lists import VIDEO_EXTENSIONS, read_class_names, read_utf8
 
 SPLIT_NAMES = {
     "train": "train",
@@ -57,33 +58,33 @@ def read_annotations(paths: list[str]) -> list[dict]:
     """Rows of all CSVs, with their ``clip`` name, ``split`` in SPLIT_NAMES and source line."""
     rows = []
     for path in paths:
-        # utf-8-sig: with a BOM (Excel), the first column would not be "label"
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise SystemExit(
-                    f"{path}: no column {', '.join(missing)} (found {reader.fieldnames})"
-                )
-            for row in reader:
-                where = f"{os.path.basename(path)} line {reader.line_num}"
-                split = SPLIT_NAMES.get(row["split"].strip().lower())
-                if split is None:
-                    raise SystemExit(f"{where}: unknown split {row['split']!r}")
-                try:
-                    start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-                except ValueError:
-                    raise SystemExit(
-                        f"{where}: time_start/time_end are not numbers: {row}"
-                    ) from None
-                rows.append(
-                    {
-                        "clip": f"{row['youtube_id']}_{start:06d}_{end:06d}",
-                        "label": (row.get("label") or "").strip(),
-                        "split": split,
-                        "where": where,
-                    }
-                )
+        try:
+            text = read_utf8(path)  # drops a BOM (Excel), which would hide the "label" column
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SystemExit(f"{path}: no column {', '.join(missing)} (found {reader.fieldnames})")
+        for row in reader:
+            where = f"{os.path.basename(path)} line {reader.line_num}"
+            if None in row.values():
+                raise SystemExit(f"{where}: fewer fields than columns: {row}")
+            split = SPLIT_NAMES.get(row["split"].strip().lower())
+            if split is None:
+                raise SystemExit(f"{where}: unknown split {row['split']!r}")
+            try:
+                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+            except ValueError:
+                raise SystemExit(f"{where}: time_start/time_end are not numbers: {row}") from None
+            rows.append(
+                {
+                    "clip": f"{row['youtube_id']}_{start:06d}_{end:06d}",
+                    "label": (row.get("label") or "").strip(),
+                    "split": split,
+                    "where": where,
+                }
+            )
     return rows
 
 

@@ -132,3 +132,32 @@ def test_lists_and_class_maps_with_a_byte_order_mark(tmp_path):
     names = tmp_path / "classids.json"
     names.write_bytes(("\ufeff" + json.dumps({"b": 1, "a": 0})).encode("utf-8"))
     assert read_class_names(str(names)) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["3.0", "-1", "+1", "1e2", "\u0663", "\u00b2", "0x1", "1_000", "\uff11"],
+)
+def test_a_label_that_is_not_a_plain_integer_names_file_and_line(tmp_path, label):
+    # "\u0663" (Arabic-Indic three) and "\uff11" (fullwidth one) pass str.isdigit, and int()
+    # takes them; "\u00b2" (superscript two) passes isdigit but int() refuses it.
+    path = write(tmp_path / "train.csv", f"a.mp4 0\nb.mp4 {label}\n")
+    with pytest.raises(ValueError, match=re.escape(f"train.csv line 2: label {label!r}")):
+        read_video_list(path)
+    with pytest.raises(ValueError, match=re.escape(f"train.csv line 2: unknown class {label!r}")):
+        read_video_list(path, class_names=CLASSES)
+
+
+def test_a_list_that_is_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "val.csv"
+    path.write_bytes("a.mp4 0\nb.mp4 1\ncaf\u00e9.mp4 2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"val.csv line 3: not valid UTF-8 \(byte 0xe9"):
+        read_video_list(str(path))
+    (tmp_path / "names.json").write_bytes('["caf\u00e9"]'.encode("latin-1"))
+    with pytest.raises(ValueError, match="names.json line 1: not valid UTF-8"):
+        read_class_names(str(tmp_path / "names.json"))
+
+
+def test_class_map_indices_must_be_integers(tmp_path):
+    with pytest.raises(ValueError, match="b.json: expected a list of class names"):
+        read_class_names(write(tmp_path / "b.json", json.dumps({"a": 0, "b": True})))

@@ -253,3 +253,18 @@ def test_imagenet_val_dirs(tmp_path, kaggle, capsys):
     (tmp_path / "bad.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\n")
     with pytest.raises(SystemExit, match="bad.txt line 1: expected 'image nXXXXXXXX'"):
         script("imagenet_val_dirs").main(["--val", str(val), "--labels", str(tmp_path / "bad.txt")])
+
+
+def test_kinetics_lists_names_the_line_of_a_bad_annotation(tmp_path):
+    header = "label,youtube_id,time_start,time_end,split\n"
+    for name, data, message in [
+        ("latin1.csv", (header + "caf\u00e9,abc,1,11,train\n").encode("latin-1"),
+         "latin1.csv line 2: not valid UTF-8"),
+        ("short.csv", (header + "zumba,abc,1\n").encode(), "short.csv line 2: fewer fields"),
+    ]:  # fmt: skip
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SystemExit, match=message):
+            script("kinetics_lists").main(
+                ["--annotations", str(tmp_path / name), "--videos", str(tmp_path), "--out",
+                 str(tmp_path / "out")]
+            )  # fmt: skip

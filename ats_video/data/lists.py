@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -37,14 +38,13 @@ def read_class_names(path: str) -> list[str]:
     Returns:
         the class names in index order.
     """
-    with open(path, encoding="utf-8-sig") as f:  # drops a BOM (Excel, Notepad)
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+    try:
+        data = json.loads(read_utf8(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
     if isinstance(data, list) and all(isinstance(name, str) for name in data):
         names = data
-    elif isinstance(data, dict) and all(isinstance(i, int) for i in data.values()):
+    elif isinstance(data, dict) and all(type(i) is int for i in data.values()):  # not bool
         if sorted(data.values()) != list(range(len(data))):
             raise ValueError(f"{path}: class indices must be 0..{len(data) - 1}, each once")
         names = sorted(data, key=data.get)
@@ -73,16 +73,17 @@ def read_video_list(
             indices, and indices are checked against its length.
 
     Raises:
-        ValueError: naming the file and line of a line without a label, an unknown class name
-            or an index out of range; or an empty list.
+        ValueError: naming the file and line of bytes that are not UTF-8, a line without a
+            label, a label that is neither a plain integer (0-9 only: not "3.0", "-1", "1e2"
+            or other scripts' digits) nor a known class name, or an index out of range; or an
+            empty list.
     """
     if separator not in SEPARATORS:
         raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
     class_index = {name: i for i, name in enumerate(class_names or [])}
     name = os.path.basename(path)
     records = []
-    with open(path, encoding="utf-8-sig") as f:  # drops a BOM (Excel, Notepad)
-        lines = [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
+    lines = [(n, line.strip()) for n, line in read_list_lines(path)]
     if separator == "auto" and lines:
         separator = "," if "," in lines[0][1] else " "
     for line_number, line in lines:
@@ -98,17 +99,60 @@ def read_video_list(
     return records
 
 
+def read_list_lines(path: str) -> list[tuple[int, str]]:
+    """The non-blank lines of a UTF-8 text file as (line number, text without its line break).
+
+    A BOM (Excel, Notepad) is dropped. Lines end at "\\n", "\\r\\n" or "\\r", as in Python's text
+    mode, so line numbers are those an editor shows.
+
+    Raises:
+        ValueError: naming the file, the line and the byte, when the file is not UTF-8.
+    """
+    text = read_utf8(path)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+
+
+def read_utf8(path: str) -> str:
+    """A UTF-8 text file's content, a BOM dropped; not UTF-8: ValueError naming line and byte."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line, column = _line_and_column(data, error.start)
+        raise ValueError(
+            f"{os.path.basename(path)} line {line}: not valid UTF-8 (byte "
+            f"0x{data[error.start]:02x} at column {column}); save the file as UTF-8"
+        ) from None
+
+
+def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of byte ``offset``, lines ending as in :func:`read_list_lines`."""
+    before = data[:offset].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return before.count(b"\n") + 1, len(before) - before.rfind(b"\n")
+
+
 def _label(text: str, class_index: dict[str, int], where: str) -> int:
-    if text.isdigit():
+    """A label field as a class index: a plain integer (ASCII digits only) or a class name.
+
+    NOTE: ``str.isdigit`` and ``int`` accept other scripts' digits ("\\u0663", fullwidth
+    "\\uff11") and ``isdigit`` also superscripts, which ``int`` then refuses; a label is a
+    class index only when it is made of 0-9.
+    """
+    if re.fullmatch(r"[0-9]+", text):
         label = int(text)
         if class_index and label >= len(class_index):
             raise ValueError(f"{where}: label {label} out of range for {len(class_index)} classes")
         return label
+    if text in class_index:
+        return class_index[text]
     if not class_index:
-        raise ValueError(f"{where}: label {text!r} is not a class index; give a class-name map")
-    if text not in class_index:
-        raise ValueError(f"{where}: unknown class {text!r} (not in the class-name map)")
-    return class_index[text]
+        raise ValueError(
+            f"{where}: label {text!r} is not a class index (digits 0-9 only); "
+            "give a class-name map if labels are class names"
+        )
+    raise ValueError(f"{where}: unknown class {text!r} (not in the class-name map, nor an index)")
 
 
 def scan_class_folders(root: str, *, class_names: Sequence[str] | None = None) -> list[VideoRecord]:
