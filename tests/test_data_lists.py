@@ -161,3 +161,43 @@ def test_a_list_that_is_not_utf8_names_file_and_line(tmp_path):
 def test_class_map_indices_must_be_integers(tmp_path):
     with pytest.raises(ValueError, match="b.json: expected a list of class names"):
         read_class_names(write(tmp_path / "b.json", json.dumps({"a": 0, "b": True})))
+
+
+def test_class_folders_skip_system_folders_and_files(tmp_path):
+    # A zip made on macOS adds __MACOSX/ and "._" files; Jupyter adds .ipynb_checkpoints/.
+    root = tmp_path / "val"
+    for name in ["__MACOSX/zumba/._b.mp4", ".ipynb_checkpoints/x.mp4", "zumba/._b.mp4",
+                 "zumba/b.mp4", "abseiling/a.mp4", "zumba/.cache/c.mp4"]:  # fmt: skip
+        write(root / name, "")
+    expected = [VideoRecord(f"{root}/abseiling/a.mp4", 0), VideoRecord(f"{root}/zumba/b.mp4", 1)]
+    assert scan_class_folders(str(root)) == expected
+    assert scan_class_folders(str(root), class_names=CLASSES)[-1] == VideoRecord(
+        f"{root}/zumba/b.mp4", 2
+    )
+
+
+def test_class_folders_follow_links_and_stop_at_loops(tmp_path, caplog):
+    # A class folder, and a folder inside one, that are links to another disk.
+    write(tmp_path / "disk2" / "zumba" / "b.mp4", "")
+    write(tmp_path / "disk2" / "more abseiling" / "c.mp4", "")
+    write(tmp_path / "train" / "abseiling" / "a.mp4", "")
+    os.symlink(tmp_path / "disk2" / "zumba", tmp_path / "train" / "zumba")
+    os.symlink(tmp_path / "disk2" / "more abseiling", tmp_path / "train" / "abseiling" / "more")
+    os.symlink(tmp_path / "train", tmp_path / "disk2" / "zumba" / "loop")
+    root = str(tmp_path / "train")
+    assert scan_class_folders(root) == [
+        VideoRecord(f"{root}/abseiling/a.mp4", 0),
+        VideoRecord(f"{root}/abseiling/more/c.mp4", 0),
+        VideoRecord(f"{root}/zumba/b.mp4", 1),
+    ]
+    assert f"{root}/zumba/loop" in caplog.text and "loop" in caplog.text
+
+
+def test_every_split_is_indexed_by_the_class_map(tmp_path):
+    # The val split lacks "riding a bike": numbered on its own, zumba would be 1, not 2.
+    for name in ["train/abseiling/a.mp4", "train/riding a bike/b.mp4", "train/zumba/c.mp4",
+                 "val/abseiling/d.mp4", "val/zumba/e.mp4"]:  # fmt: skip
+        write(tmp_path / name, "")
+    train = scan_class_folders(str(tmp_path / "train"), class_names=CLASSES)
+    val = scan_class_folders(str(tmp_path / "val"), class_names=CLASSES)
+    assert [v.label for v in train] == [0, 1, 2] and [v.label for v in val] == [0, 2]

@@ -268,3 +268,42 @@ def test_kinetics_lists_names_the_line_of_a_bad_annotation(tmp_path):
                 ["--annotations", str(tmp_path / name), "--videos", str(tmp_path), "--out",
                  str(tmp_path / "out")]
             )  # fmt: skip
+
+
+def _annotations(path, rows):
+    header = "label,youtube_id,time_start,time_end,split\n"
+    path.write_text(header + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    return str(path)
+
+
+def test_kinetics_lists_never_renumber_an_existing_class_map(synthetic, tmp_path, capsys):
+    lists = script("kinetics_lists")
+    annotations = [os.path.join(synthetic, "annotations", f) for f in ["train.csv", "validate.csv"]]
+    out = str(tmp_path / "lists")
+    common = ["--videos", synthetic, "--out", out]
+    assert lists.main(["--annotations", *annotations, *common]) == 0
+    classids = open(os.path.join(out, "classids.json")).read()
+    train = open(os.path.join(out, "train.csv")).read()
+    # A second run on part of the annotations, here validation rows of the last two classes
+    # only: the map keeps all three classes and their indices, as train.csv needs.
+    rows = [r.split(",") for r in open(annotations[1]).read().splitlines()[1:]]
+    names = list(SYNTHETIC_CLASSES[:3])
+    part = _annotations(tmp_path / "part.csv", [r[:5] for r in rows if r[0] != names[0]])
+    assert lists.main(["--annotations", part, *common]) == 0
+    assert open(os.path.join(out, "classids.json")).read() == classids
+    assert open(os.path.join(out, "train.csv")).read() == train
+    val = read_video_list(os.path.join(out, "val.csv"), prefix=synthetic)
+    assert [v.label for v in val] == [1, 2]
+    # A class the map lacks is refused, naming it; --extend-classes appends it.
+    new = _annotations(tmp_path / "new.csv", [[r[0] if i else "zebra", *r[1:5]]
+                                              for i, r in enumerate(rows)])  # fmt: skip
+    with pytest.raises(SystemExit, match=r"classes not in .*classids.json: \['zebra'\]"):
+        lists.main(["--annotations", new, *common])
+    assert open(os.path.join(out, "classids.json")).read() == classids
+    assert lists.main(["--annotations", new, "--extend-classes", *common]) == 0
+    assert read_class_names(os.path.join(out, "classids.json")) == [*names, "zebra"]
+    # --classes that disagree with the map in --out are refused, naming the differences.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([names[1], names[0], names[2], "zebra"]))
+    with pytest.raises(SystemExit, match=rf"index 0: '{names[0]}' in .*, '{names[1]}' in"):
+        lists.main(["--annotations", *annotations, "--classes", str(other), *common])

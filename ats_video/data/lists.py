@@ -6,22 +6,31 @@ spaces ("riding a bike/abc_000010_000020.mp4 273"). A label is a class index or,
 class-name map, a class name. Paths are relative to a prefix unless absolute.
 
 The folder-per-class layout is PyTorchVideo's ``LabeledVideoPaths.from_directory``:
-``root/<class name>/<video>``, classes indexed in sorted order unless a class map is given.
+``root/<class name>/<video>``. The class map, when there is one, numbers the classes of every
+split; without one, each tree is numbered in its own sorted order.
 
 NOTE: PyTorchVideo's ``LabeledVideoPaths`` reads only whitespace-separated integer labels,
 fails with a bare ``ValueError`` on a bad line and finds only .mp4 and .avi in folders; these
 readers name the file and line of every error and accept the containers Kinetics ships in.
+
+NOTE: PyTorchVideo counts every sub-folder as a class, "__MACOSX" and ".ipynb_checkpoints"
+included, which shifts the indices of all classes after them; such system folders are skipped
+here (:mod:`ats_video.data.files`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+from ats_video.data.files import VIDEO_EXTENSIONS, class_folders, walk_videos
+
+logger = logging.getLogger(__name__)
+
 SEPARATORS = ("auto", " ", ",")
 
 
@@ -158,25 +167,38 @@ def _label(text: str, class_index: dict[str, int], where: str) -> int:
 def scan_class_folders(root: str, *, class_names: Sequence[str] | None = None) -> list[VideoRecord]:
     """Lists the videos of a folder-per-class tree ``root/<class name>/.../<video>``.
 
-    Classes are indexed in sorted order, or by ``class_names`` when given (every folder must
-    then be a known class). Videos are found by extension (``VIDEO_EXTENSIONS``) at any depth.
+    Folders and videos are found by the rules of :mod:`ats_video.data.files`: system folders
+    ("__MACOSX", ".ipynb_checkpoints") are no classes, hidden files no videos, and linked
+    folders are followed. With ``class_names`` (the dataset's class map) every class folder is
+    indexed by it, so all splits agree even where one lacks a class; every folder must then be
+    a known class. Without it, classes are indexed in this tree's sorted order, which matches
+    another split's only if both hold the same classes: a warning says so.
+
+    Raises:
+        ValueError: folders not in the class map, videos outside any class folder, or no videos.
     """
-    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    folders = class_folders(root)
     if class_names is None:
+        logger.warning(
+            "%s: %d classes numbered in this tree's sorted order; give a class-name map "
+            "(DATA.CLASS_NAMES_FILE) so that every split numbers them alike",
+            root,
+            len(folders),
+        )
         class_names = folders
     class_index = {name: i for i, name in enumerate(class_names)}
     unknown = [f for f in folders if f not in class_index]
     if unknown:
         raise ValueError(f"{root}: folders not in the class-name map: {unknown[:5]}")
-    records = []
-    for folder in folders:
-        for directory, subdirs, files in os.walk(os.path.join(root, folder)):
-            subdirs.sort()
-            records += [
-                VideoRecord(os.path.join(directory, file), class_index[folder])
-                for file in sorted(files)
-                if file.lower().endswith(VIDEO_EXTENSIONS)
-            ]
+    records, outside = [], []
+    for path in walk_videos(root):
+        folder, _, rest = os.path.relpath(path, root).partition(os.sep)
+        if rest:
+            records.append(VideoRecord(path, class_index[folder]))
+        else:
+            outside.append(folder)
+    if outside:
+        raise ValueError(f"{root}: videos outside any class folder: {outside[:5]}")
     if not records:
         raise ValueError(f"{root}: no videos ({', '.join(VIDEO_EXTENSIONS)}) in class folders")
     return records
