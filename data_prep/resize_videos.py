@@ -16,13 +16,14 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 import argparse
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 import av
 from tqdm import tqdm
 
-from ats_video.data.lists import VIDEO_EXTENSIONS
+from ats_video.data.files import VIDEO_EXTENSIONS, partial_path, write_text_atomic
 from ats_video.data.video_io import UnusableVideoError, count_frames, write_video
+from ats_video.data.workers import Terminated, exit_status, worker_pool
 
 
 def parse_args(argv):
@@ -45,7 +46,7 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 def resize(src: str, dst: str, short_side: int, crf: int) -> tuple[str, str]:
     """Writes ``dst`` from ``src``; returns (src, reason), reason "" on success."""
-    partial = os.path.join(os.path.dirname(dst), f".partial.{os.path.basename(dst)}")
+    partial = partial_path(dst)
     try:
         with av.open(src) as container:
             if not container.streams.video:
@@ -86,26 +87,39 @@ def main(argv=None) -> int:
     for dst in {os.path.dirname(dst) for _, dst in todo}:
         os.makedirs(dst, exist_ok=True)
 
-    failures = []
-    with ProcessPoolExecutor(max(1, args.workers)) as pool:
-        futures = [pool.submit(resize, src, dst, args.short_side, args.crf) for src, dst in todo]
-        progress = tqdm(
-            as_completed(futures),
-            total=len(jobs),
-            initial=len(jobs) - len(todo),
-            desc="resizing",
-            unit="video",
+    failures, done = [], set()
+    try:
+        with worker_pool(args.workers) as pool:
+            futures = [
+                pool.submit(resize, src, dst, args.short_side, args.crf) for src, dst in todo
+            ]
+            progress = tqdm(
+                as_completed(futures),
+                total=len(jobs),
+                initial=len(jobs) - len(todo),
+                desc="resizing",
+                unit="video",
+            )
+            for future in progress:
+                src, reason = future.result()
+                done.add(src)
+                if reason:
+                    failures.append((src, reason))
+                    progress.write(f"failed: {src}: {reason}")
+    except (KeyboardInterrupt, Terminated) as error:
+        for src, dst in todo:  # a terminated worker leaves its partial output behind
+            if src not in done and os.path.exists(partial_path(dst)):
+                os.remove(partial_path(dst))
+        print(
+            f"interrupted: {len(done) - len(failures)} resized, {len(failures)} failed, "
+            f"{len(todo) - len(done)} not done; run again to do the rest",
+            file=sys.stderr,
         )
-        for future in progress:
-            src, reason = future.result()
-            if reason:
-                failures.append((src, reason))
-                progress.write(f"failed: {src}: {reason}")
+        return exit_status(error)
 
     os.makedirs(args.dst, exist_ok=True)
     failures_path = os.path.join(args.dst, "resize_failures.txt")
-    with open(failures_path, "w") as f:
-        f.writelines(f"{src}\t{reason}\n" for src, reason in sorted(failures))
+    write_text_atomic(failures_path, "".join(f"{src}\t{r}\n" for src, r in sorted(failures)))
     print(
         f"{len(jobs)} videos: {len(todo) - len(failures)} resized, {len(jobs) - len(todo)} "
         f"already done, {len(failures)} failed (listed in {failures_path})"

@@ -307,3 +307,30 @@ def test_kinetics_lists_never_renumber_an_existing_class_map(synthetic, tmp_path
     other.write_text(json.dumps([names[1], names[0], names[2], "zebra"]))
     with pytest.raises(SystemExit, match=rf"index 0: '{names[0]}' in .*, '{names[1]}' in"):
         lists.main(["--annotations", *annotations, "--classes", str(other), *common])
+
+
+def test_check_videos_survives_a_torn_cache_line(tmp_path, monkeypatch):
+    for name in ["a.mp4", "b.mp4"]:
+        write_counter_video(str(tmp_path / "v" / name), 8)
+    listing = tmp_path / "val.csv"
+    listing.write_text("v/a.mp4 0\nv/b.mp4 1\n")
+    check_videos = script("check_videos")
+    assert check_videos.main([str(listing), "--workers", "1"]) == 0
+    cache = tmp_path / ".val.check_cache.jsonl"
+    # A kill in the middle of writing b.mp4's entry: a torn last line, no line break.
+    lines = cache.read_text().splitlines(keepends=True)
+    torn = next(line for line in lines if "b.mp4" in line)
+    cache.write_text("".join(line for line in lines if line != torn) + torn[: len(torn) // 2])
+    decoded = tmp_path / "decoded.txt"  # written by the worker processes
+
+    def count_frames(path, **kwargs):
+        with open(decoded, "a") as f:
+            f.write(path + "\n")
+        return 8
+
+    monkeypatch.setattr(check_videos, "count_frames", count_frames)
+    assert check_videos.main([str(listing), "--workers", "1"]) == 0
+    assert decoded.read_text() == f"{tmp_path}/v/b.mp4\n"  # a.mp4 came from the cache
+    assert (tmp_path / "val.clean.csv").read_text() == "v/a.mp4 0\nv/b.mp4 1\n"
+    entries, whole = check_videos.read_cache(str(cache))
+    assert whole and len(entries) == 2
