@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -334,3 +335,59 @@ def test_check_videos_survives_a_torn_cache_line(tmp_path, monkeypatch):
     assert (tmp_path / "val.clean.csv").read_text() == "v/a.mp4 0\nv/b.mp4 1\n"
     entries, whole = check_videos.read_cache(str(cache))
     assert whole and len(entries) == 2
+
+
+def resize_argv(src, dst, *extra):
+    return ["--src", str(src), "--dst", str(dst), "--short-side", "32", "--workers", "2", *extra]
+
+
+def test_resize_videos_refuses_two_sources_for_one_output(tmp_path, capsys):
+    # a.avi and a.mp4 would both become dst/a.mp4: the second overwrote the first, and the
+    # summary said both were resized.
+    write_counter_video(str(tmp_path / "src" / "a.mp4"), 6)
+    shutil.copy(tmp_path / "src" / "a.mp4", tmp_path / "src" / "a.avi")
+    write_counter_video(str(tmp_path / "src" / "b.mp4"), 6)
+    resize_videos = script("resize_videos")
+    assert resize_videos.main(resize_argv(tmp_path / "src", tmp_path / "dst")) == 1
+    assert "3 videos: 1 resized, 0 already done, 2 failed" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "dst")) == ["b.mp4", "resize_failures.txt"]
+    failures = (tmp_path / "dst" / "resize_failures.txt").read_text()
+    assert f"{tmp_path}/src/a.avi\t" in failures and f"{tmp_path}/src/a.mp4\t" in failures
+    assert "same output" in failures and f"{tmp_path}/dst/a.mp4" in failures
+
+
+def test_resize_videos_follows_linked_class_folders(tmp_path, capsys):
+    write_counter_video(str(tmp_path / "disk2" / "zumba" / "z.mp4"), 6)
+    write_counter_video(str(tmp_path / "src" / "abseiling" / "a.mp4"), 6)
+    os.symlink(tmp_path / "disk2" / "zumba", tmp_path / "src" / "zumba")
+    assert script("resize_videos").main(resize_argv(tmp_path / "src", tmp_path / "dst")) == 0
+    assert "2 videos: 2 resized, 0 already done, 0 failed" in capsys.readouterr().out
+    assert count_frames(str(tmp_path / "dst" / "zumba" / "z.mp4")) == 6
+
+
+@pytest.mark.parametrize(
+    "dst, extra, message",
+    [
+        ("src", [], "--dst .* is --src or inside it"),
+        ("src/resized", [], "--dst .* is --src or inside it"),
+        ("dst", ["--short-side", "0"], "--short-side must be an even number of at least 16"),
+        ("dst", ["--short-side", "255"], "--short-side must be an even number"),
+        ("dst", ["--crf", "60"], "--crf must be in 0..51"),
+        ("dst", ["--workers", "0"], "--workers must be at least 1"),
+    ],
+)
+def test_resize_videos_refuses_arguments_that_lose_or_spoil_videos(
+    tmp_path, capsys, dst, extra, message
+):
+    write_counter_video(str(tmp_path / "src" / "a.mp4"), 6)
+    with pytest.raises(SystemExit) as exit:
+        script("resize_videos").main(resize_argv(tmp_path / "src", tmp_path / dst, *extra))
+    assert exit.value.code == 2 and re.search(message, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "src" / "resize_failures.txt")
+    assert sorted(os.listdir(tmp_path / "src")) == ["a.mp4"]
+
+
+def test_resize_videos_refuses_a_missing_source_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        script("resize_videos").main(resize_argv(tmp_path / "nowhere", tmp_path / "dst"))
+    assert exit.value.code == 2 and "--src" in capsys.readouterr().err
