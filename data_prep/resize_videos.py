@@ -3,7 +3,8 @@
 Every video under --src is written to the same relative path under --dst, as .mp4: short side
 --short-side pixels, aspect ratio kept (sides rounded to even numbers, as H.264 needs), H.264
 (libx264, yuv420p, --crf quality), same frame rate, no audio. Each output is then decoded in
-full with decord; a video that fails to read, encode or decode is listed with the reason in
+full with decord; a video that fails to read, encode or decode, or whose file holds fewer
+frames than its header promises (cut short), is listed with the reason in
 <dst>/resize_failures.txt and leaves no output behind.
 
 Videos are found as the datasets find them (ats_video/data/files.py): linked folders are
@@ -30,7 +31,7 @@ import av
 from tqdm import tqdm
 
 from ats_video.data.files import partial_path, walk_videos, write_text_atomic
-from ats_video.data.video_io import UnusableVideoError, count_frames, write_video
+from ats_video.data.video_io import UnusableVideoError, count_frames, truncation, write_video
 from ats_video.data.workers import Terminated, exit_status, worker_pool
 
 
@@ -116,6 +117,9 @@ def resize(src: str, dst: str, short_side: int, crf: int) -> tuple[str, str]:
     """Writes ``dst`` from ``src``; returns (src, reason), reason "" on success."""
     partial = partial_path(dst)
     try:
+        damage = truncation(src)  # else its frames that decode would pass for a whole video
+        if damage:
+            raise ValueError(f"source {damage}")
         with av.open(src) as container:
             if not container.streams.video:
                 raise ValueError("no video stream")

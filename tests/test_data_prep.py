@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from videos import write_broken_video, write_counter_video
+from videos import write_broken_video, write_counter_video, write_cut_video
 
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 from ats_video.build import build_dataset
@@ -172,21 +172,28 @@ def test_check_videos_writes_broken_and_clean_lists(tmp_path, monkeypatch, capsy
     good = write_counter_video(str(tmp_path / "v" / "good one.mp4"), 20)
     write_broken_video(str(tmp_path / "v" / "garbage.mp4"), "garbage")
     write_broken_video(str(tmp_path / "v" / "truncated.mp4"), "truncated", good)
+    write_cut_video(str(tmp_path / "v" / "cut.mp4"), good, 12)  # decodes 12 frames, no error
     listing = tmp_path / "val.csv"
-    listing.write_text("v/good one.mp4,0\nv/garbage.mp4,1\n\nv/missing.mp4,1\nv/truncated.mp4,2\n")
+    listing.write_text(
+        "v/good one.mp4,0\nv/garbage.mp4,1\n\nv/missing.mp4,1\nv/truncated.mp4,2\nv/cut.mp4,0\n"
+    )
     check_videos = script("check_videos")
     assert check_videos.main([str(listing), "--workers", "2"]) == 0
-    assert "4 videos, 3 broken" in capsys.readouterr().out
+    assert "5 videos, 4 broken" in capsys.readouterr().out
     assert (tmp_path / "val.clean.csv").read_text() == "v/good one.mp4,0\n"
     broken = dict(
         line.split("\t") for line in (tmp_path / "val.broken.txt").read_text().splitlines()
     )
     assert sorted(os.path.basename(p) for p in broken) == [
+        "cut.mp4",
         "garbage.mp4",
         "missing.mp4",
         "truncated.mp4",
     ]
     assert broken[str(tmp_path / "v" / "missing.mp4")] == "no such file"
+    assert broken[str(tmp_path / "v" / "cut.mp4")] == (
+        "cut short: the header promises 20 frames, the file holds 12"
+    )
     # A second run decodes nothing: every result comes from the cache.
     monkeypatch.setattr(check_videos, "count_frames", lambda *a, **k: pytest.fail("decoded again"))
     assert check_videos.main([str(listing), "--workers", "2"]) == 0
@@ -391,3 +398,13 @@ def test_resize_videos_refuses_a_missing_source_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         script("resize_videos").main(resize_argv(tmp_path / "nowhere", tmp_path / "dst"))
     assert exit.value.code == 2 and "--src" in capsys.readouterr().err
+
+
+def test_resize_videos_refuses_a_source_cut_short(tmp_path, capsys):
+    # Re-encoding would turn the 12 frames that decode into a whole-looking 12-frame video.
+    good = write_counter_video(str(tmp_path / "full.mp4"), 20)
+    write_cut_video(str(tmp_path / "src" / "cut.mp4"), good, 12)
+    assert script("resize_videos").main(resize_argv(tmp_path / "src", tmp_path / "dst")) == 1
+    assert "1 videos: 0 resized, 0 already done, 1 failed" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "dst" / "cut.mp4")
+    assert "header promises 20 frames" in (tmp_path / "dst" / "resize_failures.txt").read_text()
