@@ -21,14 +21,10 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import as_completed
-
-from tqdm import tqdm
-
 from ats_video.data.files import write_text_atomic
 from ats_video.data.lists import read_class_names, read_list_lines, read_video_list
 from ats_video.data.video_io import BACKENDS, UnusableVideoError, count_frames
-from ats_video.data.workers import Terminated, exit_status, worker_pool
+from ats_video.data.workers import Terminated, completed, exit_status, worker_pool
 
 
 def parse_args(argv):
@@ -141,14 +137,7 @@ def main(argv=None) -> int:
     try:
         with worker_pool(args.workers) as pool, open(cache_path, "a", encoding="utf-8") as cache:
             jobs = [pool.submit(check, path, args.backend) for path in todo]
-            progress = tqdm(
-                as_completed(jobs),
-                total=len(paths),
-                initial=len(paths) - len(todo),
-                desc="decoding",
-                unit="video",
-            )
-            for job in progress:
+            for job in completed(jobs, total=len(paths), desc="decoding"):
                 path, _, reason = job.result()
                 results[path] = reason
                 cache.write(cache_line(path, args.backend, reason))

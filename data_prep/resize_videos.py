@@ -25,14 +25,13 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 import argparse
 import os
 import sys
-from concurrent.futures import as_completed
 
 import av
 from tqdm import tqdm
 
 from ats_video.data.files import partial_path, walk_videos, write_text_atomic
 from ats_video.data.video_io import UnusableVideoError, count_frames, truncation, write_video
-from ats_video.data.workers import Terminated, exit_status, worker_pool
+from ats_video.data.workers import Terminated, completed, exit_status, worker_pool
 
 
 MIN_SHORT_SIDE = 16  # one 16x16 patch of the models
@@ -160,13 +159,7 @@ def main(argv=None) -> int:
             futures = [
                 pool.submit(resize, src, dst, args.short_side, args.crf) for src, dst in todo
             ]
-            progress = tqdm(
-                as_completed(futures),
-                total=len(jobs),
-                initial=len(jobs) - len(todo),
-                desc="resizing",
-                unit="video",
-            )
+            progress = completed(futures, total=len(jobs), desc="resizing")
             for future in progress:
                 src, reason = future.result()
                 finished.add(src)

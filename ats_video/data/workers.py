@@ -21,8 +21,10 @@ import contextlib
 import multiprocessing
 import signal
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+
+from tqdm import tqdm
 
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # the shell's status for a process ended by Ctrl-C
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -64,6 +66,16 @@ def worker_pool(num_workers: int) -> Iterator[ProcessPoolExecutor]:
                 pool.shutdown(wait=True)
             raise
         pool.shutdown(wait=True)
+
+
+def completed(futures: Sequence[Future], *, total: int, desc: str) -> tqdm:
+    """``futures`` as they complete, behind a progress bar of ``total`` videos.
+
+    The jobs a run skips (done before) count as done from the start: the bar starts at
+    ``total - len(futures)``.
+    """
+    initial = total - len(futures)
+    return tqdm(as_completed(futures), total=total, initial=initial, desc=desc, unit="video")
 
 
 def _init_worker() -> None:
