@@ -109,7 +109,9 @@ def test_a_bad_label_names_its_line(tmp_path, good, bad, separator):
 @SETTINGS
 @given(
     good=st.lists(st.tuples(PATHS, st.integers(0, 99)), max_size=5),
-    bad=st.binary(min_size=1, max_size=8).filter(lambda b: _not_utf8(b) and b"\n" not in b),
+    bad=st.binary(min_size=1, max_size=8).filter(
+        lambda b: _not_utf8(b) and b"\n" not in b and b"\r" not in b  # one line
+    ),
 )
 def test_bytes_that_are_not_utf8_name_their_line(tmp_path, good, bad):
     data = "".join(f"{p} {label}\n" for p, label in good).encode("utf-8") + b"x" + bad + b" 1\n"
