@@ -20,5 +20,5 @@ setup(
         "numpy",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "transformers>=4.40"]},
+    extras_require={"test": ["pytest", "hypothesis", "transformers>=4.40"]},
 )

@@ -13,7 +13,8 @@ image's class (WordNet id), in either form:
 meta.mat maps them, and torchvision's ImageNet class can do that conversion.)
 
 Images are moved (or copied with --copy). Safe to run again: images already in their class
-folder are skipped; images without a label are reported and left where they are.
+folder are skipped (a copy is made under a partial name and renamed, so a killed run leaves no
+half image there); images without a label are reported and left where they are.
 """
 
 import argparse
@@ -24,6 +25,9 @@ import shutil
 import sys
 
 from tqdm import tqdm
+
+from ats_video.data.files import replacing
+from ats_video.data.lists import read_utf8
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 SYNSET = re.compile(r"^n\d{8}$")
@@ -47,8 +51,10 @@ def parse_args(argv):
 
 def read_labels(path: str) -> dict[str, str]:
     """Maps an image's name without extension to its WordNet id."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
+    try:
+        lines = read_utf8(path).splitlines()  # drops a BOM (Excel)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     if lines and "," in lines[0]:
         rows = list(enumerate(csv.reader(lines), start=1))
     else:
@@ -83,7 +89,11 @@ def main(argv=None) -> int:
         os.makedirs(os.path.join(args.val, synset), exist_ok=True)
         target = os.path.join(args.val, synset, name)
         if not os.path.exists(target):
-            (shutil.copy2 if args.copy else shutil.move)(os.path.join(args.val, name), target)
+            if args.copy:  # under a partial name: a kill mid-copy leaves no image that looks done
+                with replacing(target) as partial:
+                    shutil.copy2(os.path.join(args.val, name), partial)
+            else:  # within one file system: a rename, whole or not at all
+                os.replace(os.path.join(args.val, name), target)
             moved += 1
     in_folders = sum(
         1

@@ -20,18 +20,20 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
 import string
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
 
+from ats_video.data.files import replacing, write_text_atomic
 from ats_video.data.synthetic import CLUTTER_LEVELS, SYNTHETIC_CLASSES, render_action
 from ats_video.data.video_io import write_video
+from ats_video.data.workers import Terminated, exit_status, worker_pool
 
 SPLITS = {"train": "train", "val": "validate"}  # our list name: official annotation file name
 _ID_ALPHABET = string.ascii_letters + string.digits + "-_"
@@ -62,6 +64,8 @@ def parse_args(argv):
         args.width, args.height = (int(x) for x in args.size.split("x"))
     except ValueError:
         parser.error(f"--size must look like 128x96, got {args.size!r}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     return args
 
 
@@ -112,15 +116,14 @@ def write_one(video: dict, args) -> None:
         width=args.width,
         clutter=video["clutter"],
     )
-    partial = os.path.join(os.path.dirname(path), f".partial.{os.path.basename(path)}")
-    write_video(partial, frames, fps=args.fps)
-    os.replace(partial, path)  # a crash mid-write never leaves a file that looks done
+    with replacing(path) as partial:  # a kill mid-write never leaves a file that looks done
+        write_video(partial, frames, fps=args.fps)
 
 
-def write_text(path: str, text: str) -> None:
-    with open(path + ".partial", "w") as f:
-        f.write(text)
-    os.replace(path + ".partial", path)
+def csv_text(rows: list[list]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue()
 
 
 def main(argv=None) -> int:
@@ -140,37 +143,42 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 1
-    write_text(settings_path, json.dumps(settings, indent=1) + "\n")
+    write_text_atomic(settings_path, json.dumps(settings, indent=1) + "\n")
 
     videos = plan(args)
     todo = [v for v in videos if not os.path.exists(os.path.join(args.out, v["path"]))]
-    with ProcessPoolExecutor(max(1, args.workers)) as pool:
-        jobs = [pool.submit(write_one, video, args) for video in todo]
-        for job in tqdm(
-            jobs,
-            desc="writing videos",
-            unit="video",
-            initial=len(videos) - len(todo),
-            total=len(videos),
-        ):
-            job.result()
+    try:
+        with worker_pool(args.workers) as pool:
+            jobs = [pool.submit(write_one, video, args) for video in todo]
+            for job in tqdm(
+                jobs,
+                desc="writing videos",
+                unit="video",
+                initial=len(videos) - len(todo),
+                total=len(videos),
+            ):
+                job.result()
+    except (KeyboardInterrupt, Terminated) as error:
+        print("interrupted; run again to write the rest", file=sys.stderr)
+        return exit_status(error)
 
     names = SYNTHETIC_CLASSES[: args.classes]
-    write_text(
+    write_text_atomic(
         os.path.join(args.out, "classids.json"),
         json.dumps({name: i for i, name in enumerate(names)}, indent=1) + "\n",
     )
     os.makedirs(os.path.join(args.out, "annotations"), exist_ok=True)
     for split, official in SPLITS.items():
         rows = [v for v in videos if v["split"] == split]
-        write_text(
+        write_text_atomic(
             os.path.join(args.out, f"{split}.csv"),
             "".join(f"{v['path']} {v['label']}\n" for v in rows),
         )
-        with open(os.path.join(args.out, "annotations", f"{official}.csv"), "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["label", "youtube_id", "time_start", "time_end", "split", "is_cc"])
-            writer.writerows(v["row"] for v in rows)
+        header = ["label", "youtube_id", "time_start", "time_end", "split", "is_cc"]
+        write_text_atomic(
+            os.path.join(args.out, "annotations", f"{official}.csv"),
+            csv_text([header, *(v["row"] for v in rows)]),
+        )
     print(
         f"{len(videos)} videos ({len(videos) - len(todo)} already there), {args.classes} classes "
         f"in {args.out}"

@@ -104,3 +104,17 @@ def test_labels_beyond_the_classifier_are_named(kinetics_dir):
     cfg.merge_from_list(["MODEL.NUM_CLASSES", "1"])
     with pytest.raises(ValueError, match=r"train.csv: label 1 is out of range for MODEL.NUM_CLASSES 1"):
         build_dataset(cfg, "train")
+
+
+def test_class_folder_splits_share_the_class_map(kinetics_dir, tmp_path):
+    # The val tree lacks "riding a bike" and holds a __MACOSX folder; both split indices must
+    # still follow classids.json.
+    for name in ["train/riding a bike/a.mp4", "train/zumba/b.mp4", "val/zumba/b.mp4"]:
+        write_counter_video(str(tmp_path / name), 8)
+    (tmp_path / "val" / "__MACOSX" / "zumba").mkdir(parents=True)
+    (tmp_path / "classids.json").write_text(json.dumps({"riding a bike": 0, "zumba": 1}))
+    cfg = kinetics_cfg(kinetics_dir)
+    cfg.merge_from_list(["DATA.PATH_TO_DATA_DIR", str(tmp_path), "DATA.PATH_PREFIX", "",
+                         "DATA.TRAIN_LIST", "train", "DATA.VAL_LIST", "val"])  # fmt: skip
+    assert [v.label for v in build_dataset(cfg, "train").videos] == [0, 1]
+    assert [v.label for v in build_dataset(cfg, "val").videos] == [1]

@@ -41,3 +41,17 @@ def test_folder_dataset_and_flat_val_error(tmp_path):
         ImageNetFolder(str(tmp_path / "flat"), split="val")
     with pytest.raises(FileNotFoundError, match="train: no such directory"):
         ImageNetFolder(str(tmp_path), split="train")
+
+
+def test_val_is_numbered_by_the_train_classes_and_skips_system_folders(tmp_path):
+    # val lacks n02 and holds Jupyter's and macOS's folders; numbered on its own, n03 would be 1.
+    for split, names in [("train", ["n01", "n02", "n03"]), ("val", ["n01", "n03"])]:
+        for name in names + [".ipynb_checkpoints", "__MACOSX"]:
+            os.makedirs(tmp_path / split / name)
+            Image.new("RGB", (64, 80)).save(tmp_path / split / name / "a.JPEG")
+            (tmp_path / split / name / "._a.JPEG").write_bytes(b"\0\5\26\7")  # macOS fork
+    val = ImageNetFolder(str(tmp_path), split="val", crop_size=32, resize_size=40)
+    assert val.classes == ["n01", "n02", "n03"] and [label for _, label in val.samples] == [0, 2]
+    os.makedirs(tmp_path / "val" / "n04")
+    with pytest.raises(ValueError, match=r"val: class folders not in .*train: \['n04'\]"):
+        ImageNetFolder(str(tmp_path), split="val")

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 import torch
-from videos import frame_numbers, write_broken_video, write_counter_video
+from videos import frame_numbers, write_broken_video, write_counter_video, write_cut_video
 
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 from ats_video.data.kinetics import KineticsDataset, UnusableVideos
@@ -82,6 +82,21 @@ def test_single_view_is_centred_centre_crop(videos):
     sample = dataset[0]
     assert len(dataset) == 1 and sample["video"].shape == (3, 4, 32, 32)
     assert frame_numbers(sample["video"], MEAN, STD) == [15, 18, 21, 24]
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_views_of_a_cut_video_spread_over_the_frames_it_holds(videos, tmp_path, backend):
+    # The header promises 40 frames, the file holds 25: the last view ends at frame 24 rather
+    # than repeating it in place of frames 30 to 39.
+    cut = write_cut_video(str(tmp_path / "cut.mp4"), videos[0].path, 25)
+    dataset = KineticsDataset(
+        [VideoRecord(cut, 0)], training=False, num_ensemble_views=2, num_spatial_crops=1,
+        decoding_backend=backend, **SMALL,
+    )  # fmt: skip
+    assert [frame_numbers(dataset[i]["video"], MEAN, STD) for i in range(2)] == [
+        [0, 3, 6, 9],
+        [15, 18, 21, 24],
+    ]
 
 
 def test_unusable_training_video_is_replaced_counted_and_logged(videos, caplog):

@@ -4,13 +4,14 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from videos import write_broken_video, write_counter_video
+from videos import write_broken_video, write_counter_video, write_cut_video
 
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 from ats_video.build import build_dataset
@@ -171,21 +172,28 @@ def test_check_videos_writes_broken_and_clean_lists(tmp_path, monkeypatch, capsy
     good = write_counter_video(str(tmp_path / "v" / "good one.mp4"), 20)
     write_broken_video(str(tmp_path / "v" / "garbage.mp4"), "garbage")
     write_broken_video(str(tmp_path / "v" / "truncated.mp4"), "truncated", good)
+    write_cut_video(str(tmp_path / "v" / "cut.mp4"), good, 12)  # decodes 12 frames, no error
     listing = tmp_path / "val.csv"
-    listing.write_text("v/good one.mp4,0\nv/garbage.mp4,1\n\nv/missing.mp4,1\nv/truncated.mp4,2\n")
+    listing.write_text(
+        "v/good one.mp4,0\nv/garbage.mp4,1\n\nv/missing.mp4,1\nv/truncated.mp4,2\nv/cut.mp4,0\n"
+    )
     check_videos = script("check_videos")
     assert check_videos.main([str(listing), "--workers", "2"]) == 0
-    assert "4 videos, 3 broken" in capsys.readouterr().out
+    assert "5 videos, 4 broken" in capsys.readouterr().out
     assert (tmp_path / "val.clean.csv").read_text() == "v/good one.mp4,0\n"
     broken = dict(
         line.split("\t") for line in (tmp_path / "val.broken.txt").read_text().splitlines()
     )
     assert sorted(os.path.basename(p) for p in broken) == [
+        "cut.mp4",
         "garbage.mp4",
         "missing.mp4",
         "truncated.mp4",
     ]
     assert broken[str(tmp_path / "v" / "missing.mp4")] == "no such file"
+    assert broken[str(tmp_path / "v" / "cut.mp4")] == (
+        "cut short: the header promises 20 frames, the file holds 12"
+    )
     # A second run decodes nothing: every result comes from the cache.
     monkeypatch.setattr(check_videos, "count_frames", lambda *a, **k: pytest.fail("decoded again"))
     assert check_videos.main([str(listing), "--workers", "2"]) == 0
@@ -253,3 +261,150 @@ def test_imagenet_val_dirs(tmp_path, kaggle, capsys):
     (tmp_path / "bad.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\n")
     with pytest.raises(SystemExit, match="bad.txt line 1: expected 'image nXXXXXXXX'"):
         script("imagenet_val_dirs").main(["--val", str(val), "--labels", str(tmp_path / "bad.txt")])
+
+
+def test_kinetics_lists_names_the_line_of_a_bad_annotation(tmp_path):
+    header = "label,youtube_id,time_start,time_end,split\n"
+    for name, data, message in [
+        ("latin1.csv", (header + "caf\u00e9,abc,1,11,train\n").encode("latin-1"),
+         "latin1.csv line 2: not valid UTF-8"),
+        ("short.csv", (header + "zumba,abc,1\n").encode(), "short.csv line 2: fewer fields"),
+    ]:  # fmt: skip
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SystemExit, match=message):
+            script("kinetics_lists").main(
+                ["--annotations", str(tmp_path / name), "--videos", str(tmp_path), "--out",
+                 str(tmp_path / "out")]
+            )  # fmt: skip
+
+
+def _annotations(path, rows):
+    header = "label,youtube_id,time_start,time_end,split\n"
+    path.write_text(header + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    return str(path)
+
+
+def test_kinetics_lists_never_renumber_an_existing_class_map(synthetic, tmp_path, capsys):
+    lists = script("kinetics_lists")
+    annotations = [os.path.join(synthetic, "annotations", f) for f in ["train.csv", "validate.csv"]]
+    out = str(tmp_path / "lists")
+    common = ["--videos", synthetic, "--out", out]
+    assert lists.main(["--annotations", *annotations, *common]) == 0
+    classids = open(os.path.join(out, "classids.json")).read()
+    train = open(os.path.join(out, "train.csv")).read()
+    # A second run on part of the annotations, here validation rows of the last two classes
+    # only: the map keeps all three classes and their indices, as train.csv needs.
+    rows = [r.split(",") for r in open(annotations[1]).read().splitlines()[1:]]
+    names = list(SYNTHETIC_CLASSES[:3])
+    part = _annotations(tmp_path / "part.csv", [r[:5] for r in rows if r[0] != names[0]])
+    assert lists.main(["--annotations", part, *common]) == 0
+    assert open(os.path.join(out, "classids.json")).read() == classids
+    assert open(os.path.join(out, "train.csv")).read() == train
+    val = read_video_list(os.path.join(out, "val.csv"), prefix=synthetic)
+    assert [v.label for v in val] == [1, 2]
+    # A class the map lacks is refused, naming it; --extend-classes appends it.
+    new = _annotations(tmp_path / "new.csv", [[r[0] if i else "zebra", *r[1:5]]
+                                              for i, r in enumerate(rows)])  # fmt: skip
+    with pytest.raises(SystemExit, match=r"classes not in .*classids.json: \['zebra'\]"):
+        lists.main(["--annotations", new, *common])
+    assert open(os.path.join(out, "classids.json")).read() == classids
+    assert lists.main(["--annotations", new, "--extend-classes", *common]) == 0
+    assert read_class_names(os.path.join(out, "classids.json")) == [*names, "zebra"]
+    # --classes that disagree with the map in --out are refused, naming the differences.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([names[1], names[0], names[2], "zebra"]))
+    with pytest.raises(SystemExit, match=rf"index 0: '{names[0]}' in .*, '{names[1]}' in"):
+        lists.main(["--annotations", *annotations, "--classes", str(other), *common])
+
+
+def test_check_videos_survives_a_torn_cache_line(tmp_path, monkeypatch):
+    for name in ["a.mp4", "b.mp4"]:
+        write_counter_video(str(tmp_path / "v" / name), 8)
+    listing = tmp_path / "val.csv"
+    listing.write_text("v/a.mp4 0\nv/b.mp4 1\n")
+    check_videos = script("check_videos")
+    assert check_videos.main([str(listing), "--workers", "1"]) == 0
+    cache = tmp_path / ".val.check_cache.jsonl"
+    # A kill in the middle of writing b.mp4's entry: a torn last line, no line break.
+    lines = cache.read_text().splitlines(keepends=True)
+    torn = next(line for line in lines if "b.mp4" in line)
+    cache.write_text("".join(line for line in lines if line != torn) + torn[: len(torn) // 2])
+    decoded = tmp_path / "decoded.txt"  # written by the worker processes
+
+    def count_frames(path, **kwargs):
+        with open(decoded, "a") as f:
+            f.write(path + "\n")
+        return 8
+
+    monkeypatch.setattr(check_videos, "count_frames", count_frames)
+    assert check_videos.main([str(listing), "--workers", "1"]) == 0
+    assert decoded.read_text() == f"{tmp_path}/v/b.mp4\n"  # a.mp4 came from the cache
+    assert (tmp_path / "val.clean.csv").read_text() == "v/a.mp4 0\nv/b.mp4 1\n"
+    entries, whole = check_videos.read_cache(str(cache))
+    assert whole and len(entries) == 2
+
+
+def resize_argv(src, dst, *extra):
+    return ["--src", str(src), "--dst", str(dst), "--short-side", "32", "--workers", "2", *extra]
+
+
+def test_resize_videos_refuses_two_sources_for_one_output(tmp_path, capsys):
+    # a.avi and a.mp4 would both become dst/a.mp4: the second overwrote the first, and the
+    # summary said both were resized.
+    write_counter_video(str(tmp_path / "src" / "a.mp4"), 6)
+    shutil.copy(tmp_path / "src" / "a.mp4", tmp_path / "src" / "a.avi")
+    write_counter_video(str(tmp_path / "src" / "b.mp4"), 6)
+    resize_videos = script("resize_videos")
+    assert resize_videos.main(resize_argv(tmp_path / "src", tmp_path / "dst")) == 1
+    assert "3 videos: 1 resized, 0 already done, 2 failed" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "dst")) == ["b.mp4", "resize_failures.txt"]
+    failures = (tmp_path / "dst" / "resize_failures.txt").read_text()
+    assert f"{tmp_path}/src/a.avi\t" in failures and f"{tmp_path}/src/a.mp4\t" in failures
+    assert "same output" in failures and f"{tmp_path}/dst/a.mp4" in failures
+
+
+def test_resize_videos_follows_linked_class_folders(tmp_path, capsys):
+    write_counter_video(str(tmp_path / "disk2" / "zumba" / "z.mp4"), 6)
+    write_counter_video(str(tmp_path / "src" / "abseiling" / "a.mp4"), 6)
+    os.symlink(tmp_path / "disk2" / "zumba", tmp_path / "src" / "zumba")
+    assert script("resize_videos").main(resize_argv(tmp_path / "src", tmp_path / "dst")) == 0
+    assert "2 videos: 2 resized, 0 already done, 0 failed" in capsys.readouterr().out
+    assert count_frames(str(tmp_path / "dst" / "zumba" / "z.mp4")) == 6
+
+
+@pytest.mark.parametrize(
+    "dst, extra, message",
+    [
+        ("src", [], "--dst .* is --src or inside it"),
+        ("src/resized", [], "--dst .* is --src or inside it"),
+        ("dst", ["--short-side", "0"], "--short-side must be an even number of at least 16"),
+        ("dst", ["--short-side", "255"], "--short-side must be an even number"),
+        ("dst", ["--crf", "60"], "--crf must be in 0..51"),
+        ("dst", ["--workers", "0"], "--workers must be at least 1"),
+    ],
+)
+def test_resize_videos_refuses_arguments_that_lose_or_spoil_videos(
+    tmp_path, capsys, dst, extra, message
+):
+    write_counter_video(str(tmp_path / "src" / "a.mp4"), 6)
+    with pytest.raises(SystemExit) as exit:
+        script("resize_videos").main(resize_argv(tmp_path / "src", tmp_path / dst, *extra))
+    assert exit.value.code == 2 and re.search(message, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "src" / "resize_failures.txt")
+    assert sorted(os.listdir(tmp_path / "src")) == ["a.mp4"]
+
+
+def test_resize_videos_refuses_a_missing_source_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        script("resize_videos").main(resize_argv(tmp_path / "nowhere", tmp_path / "dst"))
+    assert exit.value.code == 2 and "--src" in capsys.readouterr().err
+
+
+def test_resize_videos_refuses_a_source_cut_short(tmp_path, capsys):
+    # Re-encoding would turn the 12 frames that decode into a whole-looking 12-frame video.
+    good = write_counter_video(str(tmp_path / "full.mp4"), 20)
+    write_cut_video(str(tmp_path / "src" / "cut.mp4"), good, 12)
+    assert script("resize_videos").main(resize_argv(tmp_path / "src", tmp_path / "dst")) == 1
+    assert "1 videos: 0 resized, 0 already done, 1 failed" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "dst" / "cut.mp4")
+    assert "header promises 20 frames" in (tmp_path / "dst" / "resize_failures.txt").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import av
 import numpy as np
 import torch
 
@@ -64,4 +65,27 @@ def write_broken_video(path: str, kind: str, valid_source: str | None = None) ->
             f.write(data[: len(data) // 2])
     elif kind != "missing":
         raise ValueError(kind)
+    return path
+
+
+def write_cut_video(path: str, source: str, keep: int) -> str:
+    """Writes ``source`` cut after its first ``keep`` packets, its header still promising all.
+
+    A download or copy that stopped early: the mp4 header ("moov", moved to the front by
+    remuxing with faststart) lists every frame, but the file ends at a packet boundary, so
+    the demuxer meets a clean end of file after ``keep`` frames and no decoder reports an
+    error. ``source`` must be intra-only or without B-frames (as the lossless counter videos
+    are), so that the first ``keep`` packets are the first ``keep`` frames.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with av.open(source) as src, av.open(path, "w", options={"movflags": "faststart"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                dst.mux(packet)
+    with av.open(path) as container:
+        ends = sorted(p.pos + p.size for p in container.demux(container.streams.video[0]) if p.size)
+    with open(path, "r+b") as f:
+        f.truncate(ends[keep - 1])
     return path

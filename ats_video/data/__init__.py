@@ -1,6 +1,8 @@
 """Data pipeline: Kinetics-style video lists and clips, ImageNet folders, synthetic actions.
 
 - ``lists``: ``path label`` lists, class-name maps, folder-per-class trees.
+- ``files``: finding videos in folder trees by one rule, writing outputs atomically.
+- ``workers``: process pools for the data_prep scripts that stop at once when interrupted.
 - ``video_io``: decoding chosen frames (decord, PyAV fallback), writing mp4s.
 - ``sampling``: temporal clip positions as frame indices.
 - ``transforms``: spatial ops on (C, T, H, W) tensors.

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ats_video.data.files import write_text_atomic
 from ats_video.data.lists import VideoRecord
 from ats_video.data.sampling import clip_indices, clip_span, random_clip_start, uniform_clip_start
 from ats_video.data.transforms import VideoTestTransform, VideoTrainTransform
@@ -266,7 +267,8 @@ class UnusableVideos:
         return "\n".join([head + ":", *lines])
 
     def write(self, path: str) -> None:
-        """Writes ``path<TAB>reason`` per unusable video."""
-        with open(path, "w") as f:
-            for i in sorted(self.failures):
-                f.write(f"{self.dataset.videos[i].path}\t{self.failures[i]}\n")
+        """Writes ``path<TAB>reason`` per unusable video, whole or not at all."""
+        text = "".join(
+            f"{self.dataset.videos[i].path}\t{self.failures[i]}\n" for i in sorted(self.failures)
+        )
+        write_text_atomic(path, text)

@@ -6,21 +6,31 @@ spaces ("riding a bike/abc_000010_000020.mp4 273"). A label is a class index or,
 class-name map, a class name. Paths are relative to a prefix unless absolute.
 
 The folder-per-class layout is PyTorchVideo's ``LabeledVideoPaths.from_directory``:
-``root/<class name>/<video>``, classes indexed in sorted order unless a class map is given.
+``root/<class name>/<video>``. The class map, when there is one, numbers the classes of every
+split; without one, each tree is numbered in its own sorted order.
 
 NOTE: PyTorchVideo's ``LabeledVideoPaths`` reads only whitespace-separated integer labels,
 fails with a bare ``ValueError`` on a bad line and finds only .mp4 and .avi in folders; these
 readers name the file and line of every error and accept the containers Kinetics ships in.
+
+NOTE: PyTorchVideo counts every sub-folder as a class, "__MACOSX" and ".ipynb_checkpoints"
+included, which shifts the indices of all classes after them; such system folders are skipped
+here (:mod:`ats_video.data.files`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+from ats_video.data.files import VIDEO_EXTENSIONS, class_folders, walk_videos
+
+logger = logging.getLogger(__name__)
+
 SEPARATORS = ("auto", " ", ",")
 
 
@@ -37,14 +47,13 @@ def read_class_names(path: str) -> list[str]:
     Returns:
         the class names in index order.
     """
-    with open(path, encoding="utf-8-sig") as f:  # drops a BOM (Excel, Notepad)
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+    try:
+        data = json.loads(read_utf8(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
     if isinstance(data, list) and all(isinstance(name, str) for name in data):
         names = data
-    elif isinstance(data, dict) and all(isinstance(i, int) for i in data.values()):
+    elif isinstance(data, dict) and all(type(i) is int for i in data.values()):  # not bool
         if sorted(data.values()) != list(range(len(data))):
             raise ValueError(f"{path}: class indices must be 0..{len(data) - 1}, each once")
         names = sorted(data, key=data.get)
@@ -73,16 +82,17 @@ def read_video_list(
             indices, and indices are checked against its length.
 
     Raises:
-        ValueError: naming the file and line of a line without a label, an unknown class name
-            or an index out of range; or an empty list.
+        ValueError: naming the file and line of bytes that are not UTF-8, a line without a
+            label, a label that is neither a plain integer (0-9 only: not "3.0", "-1", "1e2"
+            or other scripts' digits) nor a known class name, or an index out of range; or an
+            empty list.
     """
     if separator not in SEPARATORS:
         raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
     class_index = {name: i for i, name in enumerate(class_names or [])}
     name = os.path.basename(path)
     records = []
-    with open(path, encoding="utf-8-sig") as f:  # drops a BOM (Excel, Notepad)
-        lines = [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
+    lines = [(n, line.strip()) for n, line in read_list_lines(path)]
     if separator == "auto" and lines:
         separator = "," if "," in lines[0][1] else " "
     for line_number, line in lines:
@@ -98,41 +108,97 @@ def read_video_list(
     return records
 
 
+def read_list_lines(path: str) -> list[tuple[int, str]]:
+    """The non-blank lines of a UTF-8 text file as (line number, text without its line break).
+
+    A BOM (Excel, Notepad) is dropped. Lines end at "\\n", "\\r\\n" or "\\r", as in Python's text
+    mode, so line numbers are those an editor shows.
+
+    Raises:
+        ValueError: naming the file, the line and the byte, when the file is not UTF-8.
+    """
+    text = read_utf8(path)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+
+
+def read_utf8(path: str) -> str:
+    """A UTF-8 text file's content, a BOM dropped; not UTF-8: ValueError naming line and byte."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line, column = _line_and_column(data, error.start)
+        raise ValueError(
+            f"{os.path.basename(path)} line {line}: not valid UTF-8 (byte "
+            f"0x{data[error.start]:02x} at column {column}); save the file as UTF-8"
+        ) from None
+
+
+def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of byte ``offset``, lines ending as in :func:`read_list_lines`."""
+    before = data[:offset].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return before.count(b"\n") + 1, len(before) - before.rfind(b"\n")
+
+
 def _label(text: str, class_index: dict[str, int], where: str) -> int:
-    if text.isdigit():
+    """A label field as a class index: a plain integer (ASCII digits only) or a class name.
+
+    NOTE: ``str.isdigit`` and ``int`` accept other scripts' digits ("\\u0663", fullwidth
+    "\\uff11") and ``isdigit`` also superscripts, which ``int`` then refuses; a label is a
+    class index only when it is made of 0-9.
+    """
+    if re.fullmatch(r"[0-9]+", text):
         label = int(text)
         if class_index and label >= len(class_index):
             raise ValueError(f"{where}: label {label} out of range for {len(class_index)} classes")
         return label
+    if text in class_index:
+        return class_index[text]
     if not class_index:
-        raise ValueError(f"{where}: label {text!r} is not a class index; give a class-name map")
-    if text not in class_index:
-        raise ValueError(f"{where}: unknown class {text!r} (not in the class-name map)")
-    return class_index[text]
+        raise ValueError(
+            f"{where}: label {text!r} is not a class index (digits 0-9 only); "
+            "give a class-name map if labels are class names"
+        )
+    raise ValueError(f"{where}: unknown class {text!r} (not in the class-name map, nor an index)")
 
 
 def scan_class_folders(root: str, *, class_names: Sequence[str] | None = None) -> list[VideoRecord]:
     """Lists the videos of a folder-per-class tree ``root/<class name>/.../<video>``.
 
-    Classes are indexed in sorted order, or by ``class_names`` when given (every folder must
-    then be a known class). Videos are found by extension (``VIDEO_EXTENSIONS``) at any depth.
+    Folders and videos are found by the rules of :mod:`ats_video.data.files`: system folders
+    ("__MACOSX", ".ipynb_checkpoints") are no classes, hidden files no videos, and linked
+    folders are followed. With ``class_names`` (the dataset's class map) every class folder is
+    indexed by it, so all splits agree even where one lacks a class; every folder must then be
+    a known class. Without it, classes are indexed in this tree's sorted order, which matches
+    another split's only if both hold the same classes: a warning says so.
+
+    Raises:
+        ValueError: folders not in the class map, videos outside any class folder, or no videos.
     """
-    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    folders = class_folders(root)
     if class_names is None:
+        logger.warning(
+            "%s: %d classes numbered in this tree's sorted order; give a class-name map "
+            "(DATA.CLASS_NAMES_FILE) so that every split numbers them alike",
+            root,
+            len(folders),
+        )
         class_names = folders
     class_index = {name: i for i, name in enumerate(class_names)}
     unknown = [f for f in folders if f not in class_index]
     if unknown:
         raise ValueError(f"{root}: folders not in the class-name map: {unknown[:5]}")
-    records = []
-    for folder in folders:
-        for directory, subdirs, files in os.walk(os.path.join(root, folder)):
-            subdirs.sort()
-            records += [
-                VideoRecord(os.path.join(directory, file), class_index[folder])
-                for file in sorted(files)
-                if file.lower().endswith(VIDEO_EXTENSIONS)
-            ]
+    records, outside = [], []
+    for path in walk_videos(root):
+        folder, _, rest = os.path.relpath(path, root).partition(os.sep)
+        if rest:
+            records.append(VideoRecord(path, class_index[folder]))
+        else:
+            outside.append(folder)
+    if outside:
+        raise ValueError(f"{root}: videos outside any class folder: {outside[:5]}")
     if not records:
         raise ValueError(f"{root}: no videos ({', '.join(VIDEO_EXTENSIONS)}) in class folders")
     return records

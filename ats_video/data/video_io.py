@@ -14,9 +14,14 @@ frames by counting them, not from timestamps, so both readers agree on frame num
 variable-frame-rate files. For 10-second Kinetics clips this costs little, since ffmpeg's
 default keyframe interval (250 frames) makes seeking save little anyway.
 
-NOTE: Containers that store no frame count (webm, some mkv) report an estimate from their
-duration; a requested frame past the real end repeats the last decoded frame, the same rule as
-for videos shorter than a clip.
+NOTE: Frames the header promises but the file does not hold (a file cut short) are never
+stood in for by the last frame. decord counts only the frames in the file, so the clip is
+chosen among them. PyAV takes the header's count (or, for containers that store none, such as
+webm and some mkv, an estimate from the duration); when the video ends before a requested
+frame, ``select`` is called again with the number of frames that decode, and a damaged file is
+named in a warning, once per process. A video shorter than a clip still repeats its last frame,
+by the sampler's choice (:mod:`ats_video.data.sampling`). :func:`count_frames` (and so
+``data_prep/check_videos.py``) reports a file cut short as unusable.
 """
 
 from __future__ import annotations
@@ -105,19 +110,45 @@ def _pyav_num_frames(container: av.container.InputContainer, stream: av.video.Vi
 def _pyav_frames(path: str, select: Callable[[int], Sequence[int]]) -> torch.Tensor:
     with av.open(path) as container:
         stream = _pyav_stream(container)
-        indices = list(select(_pyav_num_frames(container, stream)))
-        wanted, last_wanted = set(indices), max(indices)
-        decoded, last = {}, None
-        for last, frame in enumerate(container.decode(stream)):
-            if last in wanted:
-                decoded[last] = frame.to_ndarray(format="rgb24")
-            if last == last_wanted:
-                break
-        if last is None:
-            raise ValueError("no video frames")
-        if last not in decoded:  # the video ended before the last wanted frame
-            decoded[last] = frame.to_ndarray(format="rgb24")
-    return torch.from_numpy(np.stack([decoded[min(i, last)] for i in indices]))
+        announced, promised = _pyav_num_frames(container, stream), stream.frames
+        indices = list(select(announced))
+        frames, available = _pyav_decode(container, stream, indices)
+    if available is not None:
+        # The video ended before the last frame asked for: fewer frames decode than the header
+        # promised (a damaged file) or than the duration suggested (an estimate). The clip is
+        # taken again from the frames that do decode, rather than repeating the last one.
+        if available < promised:
+            _warn_once(
+                f"cut:{path}",
+                "%s: the header promises %d frames but only %d decode; its clips are taken "
+                "from those (data_prep/check_videos.py tells whether the file is cut short)",
+                path,
+                promised,
+                available,
+            )
+        indices = list(select(available))
+        with av.open(path) as container:
+            frames, short = _pyav_decode(container, _pyav_stream(container), indices)
+        if short is not None:
+            raise IndexError(f"frame {max(indices)} asked for; {short} frames decode")
+    return torch.from_numpy(np.stack([frames[i] for i in indices]))
+
+
+def _pyav_decode(
+    container: av.container.InputContainer, stream: av.video.VideoStream, indices: list[int]
+) -> tuple[dict[int, np.ndarray], int | None]:
+    """RGB arrays of the frames ``indices``, decoding up to the last of them; and, when the
+    video ends first, the number of frames it holds (None when every index was reached)."""
+    wanted, last_wanted = set(indices), max(indices)
+    frames, index = {}, -1
+    for index, frame in enumerate(container.decode(stream)):
+        if index in wanted:
+            frames[index] = frame.to_ndarray(format="rgb24")
+        if index == last_wanted:
+            return frames, None
+    if index < 0:
+        raise ValueError("no video frames")
+    return frames, index + 1
 
 
 def _pyav_count(path: str) -> int:
@@ -170,7 +201,8 @@ def read_frames(
     Args:
         path: video file.
         select: maps the video's frame count to the frame indices wanted, in output order; an
-            index may repeat. Called again if the fallback reader reports another count.
+            index may repeat. Called again if the fallback reader reports another count, or
+            when fewer frames decode than the video announced.
         backend: "decord" (PyAV when decord fails or is missing) or "pyav".
 
     Returns:
@@ -192,9 +224,40 @@ def count_frames(path: str, *, backend: str = "decord") -> int:
     """Decodes every frame of a video, as a check that it can be used; returns their number.
 
     Raises:
-        UnusableVideoError: as :func:`read_frames`, also when any frame fails to decode.
+        UnusableVideoError: as :func:`read_frames`, also when any frame fails to decode or the
+            file is cut short (:func:`truncation`).
     """
-    return _with_fallback(path, backend, _decord_count, _pyav_count)
+    count = _with_fallback(path, backend, _decord_count, _pyav_count)
+    try:
+        reason = truncation(path)
+    except Exception as error:  # decord decoded every frame, PyAV cannot open it: no telling
+        logger.debug("%s: not checked for frames missing (%s)", path, _first_line(error))
+        return count
+    if reason:
+        raise UnusableVideoError(path, reason)
+    return count
+
+
+def truncation(path: str) -> str:
+    """Why a video file is cut short, or "" when it holds every frame its header promises.
+
+    A file cut at a packet boundary (a download or copy that stopped) decodes without an error
+    up to where it ends, while its header still counts every frame: decoders then report the
+    shorter count, and the damage goes unseen. This compares the header's frame count with the
+    packets the file holds; only containers that store a count (mp4, mov, avi) can be checked.
+
+    NOTE: packets, not decoded frames, are counted: an mp4 edit list may hide frames from the
+    decoder (pre-roll after a cut with stream copy) in a file that is whole.
+    """
+    with av.open(path) as container:
+        stream = _pyav_stream(container)
+        promised = stream.frames
+        if promised <= 0:
+            return ""
+        held = sum(1 for packet in container.demux(stream) if packet.size)
+    if held >= promised:
+        return ""
+    return f"cut short: the header promises {promised} frames, the file holds {held}"
 
 
 def _first_line(error: Exception) -> str:
