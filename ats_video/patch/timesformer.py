@@ -107,42 +107,42 @@ def frame_groups(tokens: Tokens, frames: int) -> Tuple[Tensor, Layout]:
 def spatial_attention(
     block: DividedSpaceTimeBlock, tokens: Tokens, frames: int, grid: Tuple[int, int],
     config: Optional[ATSConfig], mode: str,
-) -> Tuple[Tensor, Tensor, Layout]:
+) -> Tuple[Tensor, Optional[Tensor], Layout]:
     """Attention within each frame, CLS copied into every frame; with ``config``, ATS.
 
     Returns:
-        res: [R', D] the residual branch of the kept rows, CLS first in every clip (a clip's
-            CLS output is the mean of its frames' CLS outputs);
-        index: [R'] the kept rows of ``tokens``;
+        res: [R', D] the residual branch of the kept rows in clip order, CLS first in every
+            clip (a clip's CLS output is the mean of its frames' CLS outputs);
+        rows: [R'] the kept rows of ``tokens``, or None when every row is kept;
         layout: their sequences, one per clip.
     """
     attn = block.attn
     index, groups = frame_groups(tokens, frames)
     q, k, v = (z[index] for z in qkv_heads(attn, block.norm1(tokens.x)))
-    position = tokens.position[index]
     shared = None
     if mode == "shared":
+        position = tokens.position[index]
         slot = torch.where(position[:, 0] >= 0, position[:, 1] * grid[1] + position[:, 2], -1)
         shared = SharedGrid(frames, slot, grid[0] * grid[1])
     out, kept, out_groups = ats_attention(attn, q, k, v, groups, 1, config, shared)
+
+    # out holds a group per (clip, frame), CLS first; in clip order the frames' patch rows follow
+    # one another and a clip's CLS rows become one: patch row j of frame f goes to j - f + clip
+    clips = tokens.layout.num_seqs
+    layout = tokens.layout
     if kept is not None:
-        index = index[kept]
-    cls = out_groups.offsets[:-1]
-    cls_out = out[cls].view(tokens.layout.num_seqs, frames, out.shape[1]).mean(1)
-    is_patch = torch.ones(len(out), dtype=torch.bool, device=out.device)
-    is_patch[cls] = False
-    patch_out, patch_index = out[is_patch], index[is_patch]
-    # the kept rows in clip order: every CLS row, then each clip's kept patches (already in order)
-    keep = torch.zeros(len(tokens.x), dtype=torch.bool, device=out.device)
-    keep[patch_index] = True
-    keep[tokens.layout.offsets[:-1]] = True
-    rows = keep.nonzero().squeeze(1)
-    layout = Layout.from_lengths(torch.bincount(tokens.layout.sequence_of_rows()[rows], minlength=tokens.layout.num_seqs))
-    res = out.new_empty(len(rows), out.shape[1])
-    prefix = torch.zeros(len(rows), dtype=torch.bool, device=out.device)
-    prefix[layout.offsets[:-1]] = True
-    res[prefix] = cls_out
-    res[~prefix] = patch_out
+        layout = Layout.from_lengths((out_groups.lengths.view(clips, frames) - 1).sum(1) + 1)
+    frame = out_groups.sequence_of_rows()
+    dest = torch.arange(len(out), device=out.device) - frame + torch.div(frame, frames, rounding_mode="floor")
+    cls, cls_dest = out_groups.offsets[:-1], layout.offsets[:-1]
+    dest[cls] = cls_dest.repeat_interleave(frames)  # every CLS copy lands on its clip's CLS row
+    res = out.new_empty(layout.num_rows, out.shape[1])
+    res[dest] = out
+    res[cls_dest] = out[cls].view(clips, frames, out.shape[1]).mean(1)  # written after the copies
+    if kept is None:
+        return res, None, layout
+    rows = torch.empty(layout.num_rows, dtype=torch.long, device=out.device)
+    rows[dest] = index[kept]
     return res, rows, layout
 
 
@@ -156,9 +156,10 @@ def block_forward(
 ) -> Tokens:
     """One TimeSformer block on packed tokens; with ``config``, ATS in its spatial attention."""
     x = temporal_attention(block, tokens, frames, grid)
-    tokens = Tokens(x, tokens.layout, tokens.position)
-    res, rows, layout = spatial_attention(block, tokens, frames, grid, config, mode)
-    x, position = x[rows], tokens.position[rows]
+    res, rows, layout = spatial_attention(block, Tokens(x, tokens.layout, tokens.position), frames, grid, config, mode)
+    position = tokens.position
+    if rows is not None:
+        x, position = x[rows], position[rows]
     clip = layout.sequence_of_rows() if block.training else None  # stochastic depth per clip
     x = x + drop_path(block.drop_path, res, clip, layout.num_seqs)
     x = x + drop_path(block.drop_path, block.mlp(block.norm2(x)), clip, layout.num_seqs)
