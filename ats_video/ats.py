@@ -17,6 +17,7 @@ NOTE: the budget ``K`` is per sequence: a ratio ``rho`` applies to that sequence
 count, so a result never depends on the other samples of its batch.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -63,26 +64,29 @@ def cls_attention(q: Tensor, k: Tensor, layout: Layout) -> Tensor:
     Args:
         q, k: [R, H, d] queries and keys, packed by ``layout``.
     Returns:
-        [S, H, L] in float32 (float64 for float64 inputs), L = ``layout.max_len``, exactly zero
+        [S, L, H] in float32 (float64 for float64 inputs), L = ``layout.max_len``, exactly zero
         at padding.
     """
+    if torch.is_autocast_enabled(q.device.type):  # not under autocast: these decide what is kept
+        with torch.autocast(q.device.type, enabled=False):
+            return cls_attention(q, k, layout)
     dtype = _score_dtype(q, k)
-    # not under autocast: these probabilities decide which tokens are kept
-    with torch.autocast(q.device.type, enabled=False):
-        q_cls, k = q[layout.offsets[:-1]].to(dtype) * q.shape[-1] ** -0.5, k.to(dtype)
-        if layout.uniform:
-            return torch.einsum("shd,slhd->shl", q_cls, layout.pad(k)).softmax(dim=-1)
-        # one dot product per real key (no padding computed), then the padded view for softmax
-        logits = layout.pad(torch.einsum("rhd,rhd->rh", q_cls[layout.sequence_of_rows()], k))
-        logits = logits.masked_fill(~layout.valid()[..., None], float("-inf"))
-        return logits.transpose(1, 2).softmax(dim=-1)
+    if q.dtype != dtype or k.dtype != dtype:
+        q, k = q.to(dtype), k.to(dtype)
+    if layout.uniform:
+        q_cls = q.view(layout.num_seqs, layout.max_len, *q.shape[1:])[:, 0] * q.shape[-1] ** -0.5
+        return torch.einsum("shd,slhd->slh", q_cls, layout.pad(k)).softmax(dim=1)
+    # one dot product per real key (no padding computed), then the padded view for softmax
+    q_cls = q[layout.offsets[:-1]] * q.shape[-1] ** -0.5
+    logits = layout.pad(torch.einsum("rhd,rhd->rh", q_cls[layout.sequence_of_rows()], k))
+    return logits.masked_fill(~layout.valid()[..., None], float("-inf")).softmax(dim=1)
 
 
 def significance_scores(cls_attn: Tensor, v: Tensor, num_prefix_tokens: int = 1) -> Tensor:
     """Significance score of every non-prefix token (Eq. 3).
 
     Args:
-        cls_attn: [S, H, L] softmaxed attention of the CLS query over all L tokens.
+        cls_attn: [S, L, H] softmaxed attention of the CLS query over all L tokens, per head.
         v: [S, L, H, d] values.
         num_prefix_tokens: p, the leading tokens (CLS, distillation) that are not scored.
     Returns:
@@ -91,10 +95,11 @@ def significance_scores(cls_attn: Tensor, v: Tensor, num_prefix_tokens: int = 1)
     """
     p = num_prefix_tokens
     dtype = _score_dtype(cls_attn, v)
-    weighted = cls_attn[..., p:].to(dtype) * v[:, p:].to(dtype).norm(dim=-1).transpose(1, 2)
+    norms = v[:, p:].norm(dim=-1, dtype=dtype) if v.dtype != dtype else v[:, p:].norm(dim=-1)
+    weighted = cls_attn[:, p:].to(dtype) * norms
     # clamp: a head whose weights are all zero contributes zeros instead of NaN
-    weighted = weighted / weighted.sum(-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    return weighted.sum(1)
+    weighted = weighted / weighted.sum(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    return weighted.sum(-1)
 
 
 def _budgets(k: Union[int, Tensor], rows: int, device: torch.device) -> Union[int, Tensor]:
@@ -119,10 +124,17 @@ def _normalised_cdf(scores: Tensor) -> Tensor:
     """
     s = scores.double()
     total = s.sum(-1, keepdim=True)
-    if s.numel() and not bool(torch.isfinite(total).all() & (s.min() >= 0)):
+    # total * 0 is 0 unless the total is NaN or infinite; one check and one sync for both
+    if s.numel() and not bool(((total * 0 == 0).all() & (s.min() >= 0))):
         raise ValueError("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
     cdf = (s + (total == 0)).cumsum(-1)
     return cdf / cdf[:, -1:]
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(k: int, device: torch.device) -> Tensor:
+    """The sampling grid u_m = (2m - 1) / (2K), m = 1..K, in float64 (computed once per K)."""
+    return (torch.arange(1, k + 1, dtype=torch.float64, device=device) - 0.5) / k
 
 
 def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
@@ -133,7 +145,7 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     computed on its own. A row of zeros is sampled as if uniform.
 
     Token j is picked when at least one grid point lies in (CDF_{j-1}, CDF_j], so the result
-    comes from the number of grid points up to each CDF value: O(N) whatever K is.
+    comes from the number of grid points up to each CDF value.
 
     Args:
         scores: [B, N] finite, non-negative scores (ValueError otherwise).
@@ -142,13 +154,16 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
         [B, N] bool mask of the kept tokens (at least one per row).
     """
     k = _budgets(k, len(scores), scores.device)
-    k = k if isinstance(k, int) else k[:, None].double()
     cdf = _normalised_cdf(scores)
-    # grid points up to x: floor(K x + 1/2), up to round-off, which one step each way corrects
-    # by comparing with u_m = (m - 1/2) / K, computed as a materialised grid would be
-    # (u_0 < 0 and u_(K+1) > 1, so the steps need no bounds)
-    below = torch.floor(cdf * k + 0.5)
-    below = below + ((below + 0.5) / k <= cdf).double() - ((below - 0.5) / k > cdf).double()
+    if isinstance(k, int):  # one grid for every row: count its points by binary search
+        below = torch.searchsorted(_grid(k, cdf.device), cdf, right=True)
+    else:
+        # per-row grids: the count is floor(K x + 1/2) up to round-off, which one step each way
+        # corrects by comparing with u_m = (m - 1/2) / K, computed as the grid above is
+        # (u_0 < 0 and u_(K+1) > 1, so the steps need no bounds)
+        k = k[:, None].double()
+        below = torch.floor(cdf * k + 0.5)
+        below = below + ((below + 0.5) / k <= cdf).double() - ((below - 0.5) / k > cdf).double()
     return below > F.pad(below, (1, 0))[:, :-1]
 
 
@@ -292,6 +307,8 @@ def keep_tokens(
     else:
         slot = layout.pad(shared.slot)[:, p:]
         keep = _select_shared_rows(scores, valid, slot, shared, config)
+    if valid is None and bool(keep.all()):
+        return None, layout.lengths
     keep = F.pad(keep, (p, 0), value=True)
     lengths = keep.sum(-1)
     if torch.equal(lengths, layout.lengths):
