@@ -73,11 +73,10 @@ def cls_attention(q: Tensor, k: Tensor, layout: Layout) -> Tensor:
     dtype = _score_dtype(q, k)
     if q.dtype != dtype or k.dtype != dtype:
         q, k = q.to(dtype), k.to(dtype)
+    q_cls = q[layout.offsets[:-1]] * q.shape[-1] ** -0.5
     if layout.uniform:
-        q_cls = q.view(layout.num_seqs, layout.max_len, *q.shape[1:])[:, 0] * q.shape[-1] ** -0.5
         return torch.einsum("shd,slhd->slh", q_cls, layout.pad(k)).softmax(dim=1)
     # one dot product per real key (no padding computed), then the padded view for softmax
-    q_cls = q[layout.offsets[:-1]] * q.shape[-1] ** -0.5
     logits = layout.pad(torch.einsum("rhd,rhd->rh", q_cls[layout.sequence_of_rows()], k))
     return logits.masked_fill(~layout.valid()[..., None], float("-inf")).softmax(dim=1)
 
