@@ -116,7 +116,8 @@ def evaluate(
             if ensemble == "sum":
                 scores.index_add_(0, index, probs)
             else:
-                scores.index_reduce_(0, index, probs, "amax")  # scores start at 0 <= any prob
+                # scores start at 0, below any probability
+                scores.scatter_reduce_(0, index[:, None].expand_as(probs), probs, "amax")
             kept = kept_tokens(model)
             for record in kept:
                 kept_sum[record.block] += record.count.sum().item()
