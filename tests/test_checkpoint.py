@@ -1,4 +1,5 @@
-"""load_checkpoint's errors, common to every model family."""
+"""load_checkpoint and save_checkpoint, common to every model family: errors naming the file and
+the keys, unreadable files, a fresh classifier for fine-tuning, atomic writes."""
 
 import ats_video  # noqa: F401  (before timm: repairs torchvision imports where needed)
 import pytest
@@ -6,6 +7,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from ats_video import load_checkpoint
+from ats_video.checkpoint import classifier_keys, save_checkpoint
+from ats_video.families import create_model
 
 DEIT = dict(img_size=32, patch_size=4, embed_dim=48, depth=2, num_heads=3)
 
@@ -22,8 +25,6 @@ def test_error_names_the_file_and_the_key(tmp_path):
 
 # ------------------------------------------------------------- unreadable files, fine-tuning
 
-from ats_video.checkpoint import classifier_keys, save_checkpoint  # noqa: E402
-from ats_video.families import create_model  # noqa: E402
 
 TINY_VIDEO = dict(num_frames=4, img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3)
 FAMILIES = {

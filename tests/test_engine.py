@@ -21,7 +21,8 @@ from ats_video.engine.schedule import lr_at
 
 TINY = [
     "MODEL.ARCH", "timesformer", "MODEL.PATCH_SIZE", "8", "MODEL.EMBED_DIM", "48",
-    "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "3", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
+    "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "3",
+    "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
 ]  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import csv
 import json
 import logging
 import os
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -93,14 +93,16 @@ def evaluate(
     scores = torch.zeros(num_videos, num_classes, device=device)
     views = torch.zeros(num_videos, dtype=torch.long, device=device)
     unusable = UnusableVideos(dataset)
-    kept_sum: Dict[int, float] = defaultdict(float)
+    # added over the processes at the end: "views" run, their "gflops", ("kept", block) tokens
+    stats: Counter = Counter()
     tokens_per_clip = None
-    gflops_sum, views_run = 0.0, 0
+    # disable=None: a bar only where the output is a terminal, not in logs
+    progress = tqdm(
+        loader, desc=desc, unit="batch", leave=False, disable=None if show_progress else True
+    )
     model.eval()
     with torch.inference_mode():
-        for batch in tqdm(
-            loader, desc=desc, unit="batch", disable=None if show_progress else True, leave=False
-        ):
+        for batch in progress:
             video_index = batch["video_index"].to(device)
             views.index_add_(0, video_index, torch.ones_like(video_index))
             keep = unusable.update(batch)
@@ -120,10 +122,10 @@ def evaluate(
                 scores.scatter_reduce_(0, index[:, None].expand_as(probs), probs, "amax")
             kept = kept_tokens(model)
             for record in kept:
-                kept_sum[record.block] += record.count.sum().item()
+                stats["kept", record.block] += record.count.sum().item()
                 tokens_per_clip = record.grid[0] * record.grid[1] * record.grid[2]
-            gflops_sum += gflops_as_run(model, kept, len(inputs)).sum().item()
-            views_run += len(inputs)
+            stats["gflops"] += gflops_as_run(model, kept, len(inputs)).sum().item()
+            stats["views"] += len(inputs)
 
     all_reduce(scores, "sum" if ensemble == "sum" else "max")
     all_reduce(views)
@@ -134,14 +136,15 @@ def evaluate(
             f"videos {wrong} were seen {seen[wrong].tolist()} times, not {dataset.num_views}: "
             "the test shards overlap or miss views"
         )
-    parts = all_gather((unusable.failures, dict(kept_sum), tokens_per_clip, gflops_sum, views_run))
-    for failures, *_ in parts:
+    total: Counter = Counter()
+    for failures, process_stats, process_tokens in all_gather(
+        (unusable.failures, stats, tokens_per_clip)
+    ):
         unusable.merge(failures)
-    views_run = sum(p[4] for p in parts)
-    kept_total: Dict[int, float] = defaultdict(float)
-    for part in parts:
-        for block, total in part[1].items():
-            kept_total[block] += total
+        total.update(process_stats)  # unlike +, keeps NaN (GFLOPs unknown)
+        tokens_per_clip = tokens_per_clip or process_tokens
+    views_run = total["views"]
+    kept = [(key[1], value) for key, value in total.items() if isinstance(key, tuple)]
     labels = torch.tensor([v.label for v in dataset.videos])
     usable = torch.ones(num_videos, dtype=torch.bool)
     usable[list(unusable.failures)] = False
@@ -152,9 +155,9 @@ def evaluate(
         usable=usable,
         unusable=unusable,
         views_run=views_run,
-        kept_tokens={b: kept_total[b] / max(views_run, 1) for b in sorted(kept_total)},
-        tokens_per_clip=next((p[2] for p in parts if p[2] is not None), None),
-        gflops_per_view=sum(p[3] for p in parts) / views_run if views_run else float("nan"),
+        kept_tokens={block: value / views_run for block, value in sorted(kept)},
+        tokens_per_clip=tokens_per_clip,
+        gflops_per_view=total["gflops"] / views_run if views_run else float("nan"),
         gflops_without_ats=plain,
     )
 

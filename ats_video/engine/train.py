@@ -53,11 +53,9 @@ def train_epoch(
     kept_period: Dict[int, torch.Tensor] = {}  # ATS block -> kept tokens summed over clips
     epoch_loss, epoch_clips, replaced = 0.0, 0.0, torch.zeros((), dtype=torch.long, device=device)
     epoch_start = period_start = end = time.perf_counter()
+    # disable=None: a bar only where the output is a terminal, not in logs
     bar = tqdm(
-        loader,
-        desc=f"epoch {epoch + 1}/{max_epoch}",
-        unit="it",
-        disable=None if show_progress else True,
+        loader, desc=f"epoch {epoch + 1}/{max_epoch}", disable=None if show_progress else True
     )
     for it, batch in enumerate(bar):
         period[2] += time.perf_counter() - end
