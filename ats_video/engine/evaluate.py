@@ -25,9 +25,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ats_video._gflops_placeholder import (
-    gflops_as_run,
-)  # TEMPORARY: ats_video.flops after the merge
+# TEMPORARY, until the merge with main: from ats_video.flops import gflops_as_run
+from ats_video._gflops_placeholder import gflops_as_run
 from ats_video.data.kinetics import UnusableVideos
 from ats_video.engine.data import EngineDataset
 from ats_video.engine.distributed import all_gather, all_reduce
