@@ -21,6 +21,8 @@ rate with the workers a process has is above the model's, data loading does not 
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Dict, Optional
@@ -74,6 +76,11 @@ def measure(ratio: Optional[float], batch: int, device: str, iters: int) -> Dict
     return {"per_s": batch / best, "peak_mib": peak / 2**20}
 
 
+def paragraph(index: int) -> str:
+    """Paragraph ``index`` of this module's docstring, on one line, as markdown."""
+    return __doc__.split("\n\n")[index].replace("\n", " ").replace("``", "`")
+
+
 def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--ratio", type=float, default=0.618, help="ATS budget rho (half GFLOPs)")
@@ -85,6 +92,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(SCRIPT.with_suffix(".md")))
     args = parse_args(parser, measure)
 
+    load_before = os.getloadavg()[0]
     clips = torch.randn(2, 3, NUM_FRAMES, CROP, CROP)
     gflops = {}
     for ratio in (None, args.ratio):
@@ -129,21 +137,22 @@ def main() -> None:
         loader_rows.append(f"| {workers} | {rate:.1f} | {max(model_rates):.3f} | {keeps_up} |")
         print(loader_rows[-1], flush=True)
 
-    machine = f"{args.machine}. torch {torch.__version__}, {os.cpu_count()} CPUs"
+    command = shlex.join(["python", f"benchmarks/{SCRIPT.name}", *sys.argv[1:]])
     lines = [
         f"# Training throughput: TimeSformer-B 8x224 with and without ATS, on {args.device}",
         "",
-        f"Machine: {machine}. Command: `python benchmarks/{SCRIPT.name} "
-        f"{' '.join(os.sys.argv[1:])}`.",
+        f"Machine: {args.machine} ({os.cpu_count()} CPUs). torch {torch.__version__}. "
+        f"1-minute load average before and after: {load_before:.1f} and {os.getloadavg()[0]:.1f}. "
+        f"Command: `{command}`.",
         "",
-        __doc__.split("\n\n")[1].replace("\n", " "),
+        paragraph(1),
         "",
         "| model | batch | training clips/s | forward GFLOPs per clip | peak memory (MiB) "
         "| speed-up / GFLOPs ratio |",
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        __doc__.split("\n\n")[2].replace("\n", " "),
+        paragraph(2),
         "",
         f"Decoder: {args.backend}; 12 videos listed twice (24 clips a pass), batches of 6, "
         "worker start-up included.",
