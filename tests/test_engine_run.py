@@ -114,6 +114,16 @@ def trained(data_dir, tmp_path_factory):
     return out
 
 
+def ats_test_settings(trained):
+    """Settings that test the trained weights with ATS at K = 6 of 16 tokens per frame."""
+    return {
+        "TRAIN.ENABLE": False,
+        "TEST.CHECKPOINT_FILE_PATH": trained / "checkpoints" / "checkpoint_epoch_00003.pyth",
+        "ATS.ENABLE": True,
+        "ATS.K": 6,
+    }
+
+
 def test_train_then_test_learns_the_easy_task(trained, data_dir):
     results = json.loads((trained / "test_results.json").read_text())
     assert results["top1"] >= 80.0, results  # chance: 33%
@@ -230,12 +240,7 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(data_dir, tmp_path, 
 
 def test_two_processes_give_the_predictions_of_one(trained, data_dir, tmp_path):
     # 11 videos x 3 views = 33 views over 2 processes: one video's views are split between them
-    settings = {
-        "TRAIN.ENABLE": False,
-        "TEST.CHECKPOINT_FILE_PATH": trained / "checkpoints" / "checkpoint_epoch_00003.pyth",
-        "ATS.ENABLE": True,
-        "ATS.K": 6,
-    }
+    settings = ats_test_settings(trained)
     run_net.main(options(data_dir, tmp_path / "one", **settings))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -306,12 +311,7 @@ def test_unknown_keys_and_missing_weights_are_named(data_dir, tmp_path):
 
 @pytest.mark.xfail(strict=True, reason="needs gflops_as_run from main")
 def test_gflops_per_view_are_the_views_as_run(trained, data_dir, tmp_path):
-    settings = {
-        "TRAIN.ENABLE": False,
-        "TEST.CHECKPOINT_FILE_PATH": trained / "checkpoints" / "checkpoint_epoch_00003.pyth",
-        "ATS.ENABLE": True,
-        "ATS.K": 6,
-    }
+    settings = ats_test_settings(trained)
     run_net.main(options(data_dir, tmp_path, **settings))
     results = json.loads((tmp_path / "test_results.json").read_text())
     # the same model and views, counted by forwarding each view alone

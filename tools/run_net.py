@@ -35,6 +35,7 @@ from ats_video.engine.checkpoints import last_checkpoint, resume, save_training_
 from ats_video.engine.data import EngineDataset, eval_loader, seed_epoch, set_epoch, train_loader
 from ats_video.engine.distributed import Process, init_process, shutdown
 from ats_video.engine.evaluate import (
+    Evaluation,
     evaluate,
     kept_tokens_text,
     test_log_lines,
@@ -71,6 +72,37 @@ def per_process(total: int, key: str, process: Process) -> int:
     return total // process.world_size
 
 
+def loader_options(cfg, process: Process) -> dict:
+    return dict(
+        rank=process.rank,
+        world_size=process.world_size,
+        num_workers=cfg.DATA_LOADER.NUM_WORKERS,
+        pin_memory=cfg.DATA_LOADER.PIN_MEMORY and process.device.type == "cuda",
+    )
+
+
+def views_loader(cfg, process: Process, split: str) -> torch.utils.data.DataLoader:
+    """This process's shard of the views of ``split`` ("val": one per video; "test": all)."""
+    return eval_loader(
+        EngineDataset(build_dataset(cfg, split)),
+        batch_size=max(1, cfg.TEST.BATCH_SIZE // process.world_size),
+        **loader_options(cfg, process),
+    )
+
+
+def run_evaluation(cfg, process: Process, model, loader, desc: str) -> Evaluation:
+    return evaluate(
+        model,
+        loader,
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        ensemble=cfg.TEST.ENSEMBLE_METHOD,
+        device=process.device,
+        autocast_dtype=autocast_dtype(cfg.TRAIN.MIXED_PRECISION, process.device),
+        desc=desc,
+        show_progress=process.is_main,
+    )
+
+
 def train(cfg, process: Process) -> None:
     device = process.device
     dtype = autocast_dtype(cfg.TRAIN.MIXED_PRECISION, device)
@@ -94,24 +126,14 @@ def train(cfg, process: Process) -> None:
         model, device_ids=[device] if device.type == "cuda" else None
     )
 
-    loader_args = dict(
-        rank=process.rank,
-        world_size=process.world_size,
-        num_workers=cfg.DATA_LOADER.NUM_WORKERS,
-        pin_memory=cfg.DATA_LOADER.PIN_MEMORY and device.type == "cuda",
-    )
     train_data = EngineDataset(build_dataset(cfg, "train"), seed=cfg.RNG_SEED)
     loader = train_loader(
         train_data,
         batch_size=per_process(cfg.TRAIN.BATCH_SIZE, "TRAIN.BATCH_SIZE", process),
         seed=cfg.RNG_SEED,
-        **loader_args,
+        **loader_options(cfg, process),
     )
-    val_loader = eval_loader(
-        EngineDataset(build_dataset(cfg, "val")),
-        batch_size=max(1, cfg.TEST.BATCH_SIZE // process.world_size),
-        **loader_args,
-    )
+    val_loader = views_loader(cfg, process, "val")
     recorder = Recorder(cfg.OUTPUT_DIR, tensorboard=cfg.TENSORBOARD.ENABLE, enabled=process.is_main)
     max_epoch = cfg.SOLVER.MAX_EPOCH
     logger.info(
@@ -151,16 +173,7 @@ def train(cfg, process: Process) -> None:
                 logger.info(f"saved {path}")
             dist.barrier()  # the test reads it next, on every process
         if done % cfg.TRAIN.EVAL_PERIOD == 0 or done == max_epoch:
-            val = evaluate(
-                model,
-                val_loader,
-                num_classes=cfg.MODEL.NUM_CLASSES,
-                ensemble=cfg.TEST.ENSEMBLE_METHOD,
-                device=device,
-                autocast_dtype=dtype,
-                desc="validation",
-                show_progress=process.is_main,
-            )
+            val = run_evaluation(cfg, process, model, val_loader, "validation")
             values = {
                 "top1": val.accuracy(1),
                 "top5": val.accuracy(5),
@@ -179,7 +192,6 @@ def train(cfg, process: Process) -> None:
 
 def test(cfg, process: Process) -> None:
     device = process.device
-    dtype = autocast_dtype(cfg.TRAIN.MIXED_PRECISION, device)
     path = cfg.TEST.CHECKPOINT_FILE_PATH or last_checkpoint(cfg.OUTPUT_DIR)
     if not path:
         raise FileNotFoundError(
@@ -188,30 +200,14 @@ def test(cfg, process: Process) -> None:
         )
     model = build_model(cfg).to(device)
     load_checkpoint(model, path)
-    dataset = EngineDataset(build_dataset(cfg, "test"))
+    loader = views_loader(cfg, process, "test")
+    dataset = loader.dataset
     views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS}x{cfg.TEST.NUM_SPATIAL_CROPS}"
     logger.info(
         f"testing {path} on {len(dataset.videos)} videos x {views} views "
         f"({cfg.TEST.ENSEMBLE_METHOD} of softmax scores), ATS {'on' if cfg.ATS.ENABLE else 'off'}"
     )
-    loader = eval_loader(
-        dataset,
-        batch_size=max(1, cfg.TEST.BATCH_SIZE // process.world_size),
-        rank=process.rank,
-        world_size=process.world_size,
-        num_workers=cfg.DATA_LOADER.NUM_WORKERS,
-        pin_memory=cfg.DATA_LOADER.PIN_MEMORY and device.type == "cuda",
-    )
-    evaluation = evaluate(
-        model,
-        loader,
-        num_classes=cfg.MODEL.NUM_CLASSES,
-        ensemble=cfg.TEST.ENSEMBLE_METHOD,
-        device=device,
-        autocast_dtype=dtype,
-        desc=f"test {views}",
-        show_progress=process.is_main,
-    )
+    evaluation = run_evaluation(cfg, process, model, loader, f"test {views}")
     if not process.is_main:
         return
     ats = {key: cfg.ATS[key] for key in ("ENABLE", "BLOCKS", "K", "RATIO", "MODE", "SELECTOR")}
