@@ -330,3 +330,18 @@ def test_gflops_per_view_are_the_views_as_run(trained, data_dir, tmp_path):
     assert results["gflops_per_view"]["as_run"] == pytest.approx(as_run, rel=0.02)
     assert results["gflops_per_view"]["without_ats"] == pytest.approx(without, rel=0.02)
     assert as_run < without
+
+
+def test_bf16_autocast_trains_and_tests_on_a_cpu(data_dir, tmp_path):
+    settings = {
+        "TRAIN.MIXED_PRECISION": "bf16",
+        "SOLVER.MAX_EPOCH": 1,
+        "ATS.ENABLE": True,
+        "ATS.K": 6,
+    }
+    run_net.main(options(data_dir, tmp_path, **settings))
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "log.jsonl") if r["split"] == "train"]
+    assert losses and all(np.isfinite(losses))
+    assert json.loads((tmp_path / "test_results.json").read_text())["num_usable_videos"] == 9
+    with pytest.raises(ValueError, match="TRAIN.MIXED_PRECISION: fp16 needs a GPU"):
+        run_net.main(options(data_dir, tmp_path / "fp16", **{"TRAIN.MIXED_PRECISION": "fp16"}))
