@@ -142,6 +142,8 @@ def test_train_then_test_learns_the_easy_task(trained, data_dir):
     assert all(r["replaced"] >= 1 for r in epochs)  # the unusable training video, each epoch
     assert [r["epoch"] for r in log if r["split"] == "val"] == [1, 2, 3]
     assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
+    config = run_net.load_config(str(trained / "config.yaml"))  # the run's config reads back
+    assert config.OUTPUT_DIR == str(trained) and config.SOLVER.BASE_LR == 0.003
     assert (
         "clip-level (one centred view per video; not the multi-view test)"
         in (trained / "log.txt").read_text()

@@ -8,8 +8,9 @@
 One process, or many under torchrun (its multi-node flags too): DistributedDataParallel over
 NCCL on GPUs, gloo on CPUs. TRAIN.BATCH_SIZE and TEST.BATCH_SIZE are totals over all processes.
 
-Everything is written under OUTPUT_DIR: checkpoints/checkpoint_epoch_NNNNN.pyth, log.txt,
-log.jsonl, tensorboard/, and after the test test_results.json and test_predictions.csv.
+Everything is written under OUTPUT_DIR: config.yaml (the whole config),
+checkpoints/checkpoint_epoch_NNNNN.pyth, log.txt, log.jsonl, tensorboard/, and after the test
+test_results.json and test_predictions.csv.
 Training starts from the last checkpoint there when TRAIN.AUTO_RESUME is set (and continues
 exactly as an uninterrupted run would), else from TRAIN.CHECKPOINT_FILE_PATH (a classifier of
 another class count is re-initialised), else from random weights. The test loads
@@ -21,6 +22,7 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 
 import argparse
 import logging
+import os
 import sys
 from typing import Optional
 
@@ -234,6 +236,9 @@ def main(argv=None) -> int:
     process = init_process()
     try:
         setup_logging(cfg.OUTPUT_DIR, process.is_main)
+        if process.is_main:  # the whole config, to read or to run again with --cfg
+            with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+                f.write(cfg.dump())
         if cfg.TRAIN.ENABLE:
             train(cfg, process)
         if cfg.TEST.ENABLE:
