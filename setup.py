@@ -18,6 +18,7 @@ setup(
         "einops",
         "fvcore",
         "numpy",
+        "tensorboard",
         "tqdm",
     ],
     extras_require={"test": ["pytest", "hypothesis", "transformers>=4.40"]},

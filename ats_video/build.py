@@ -1,35 +1,56 @@
-"""Builders: the one place where a config becomes datasets and models."""
+"""Builders: the one place where a config becomes datasets, models, an optimizer and a
+learning-rate schedule."""
 
 from __future__ import annotations
 
 import os
+from functools import partial
+from typing import Callable
 
 import torch
 from fvcore.common.config import CfgNode
+from timm.optim import create_optimizer_v2
 from torch import nn
 
 from ats_video.data.imagenet import ImageNetFolder
 from ats_video.data.kinetics import KineticsDataset
 from ats_video.data.lists import load_videos, read_class_names
+from ats_video.engine.schedule import lr_at
 from ats_video.families import apply_ats, create_model, video_architectures
 
 SPLITS = ("train", "val", "test")
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
-    """The model named by ``cfg.MODEL.ARCH``, with ATS as ``cfg.ATS`` says (random weights)."""
+    """The model named by ``cfg.MODEL.ARCH``, with ATS as ``cfg.ATS`` says (random weights).
+
+    MODEL.PATCH_SIZE, EMBED_DIM, DEPTH and NUM_HEADS override the architecture's own sizes
+    where they are not 0, so a tiny model can be configured from the command line.
+    """
     arch = cfg.MODEL.ARCH
-    common = dict(num_classes=cfg.MODEL.NUM_CLASSES, drop_path_rate=cfg.MODEL.DROP_PATH_RATE)
-    size = dict(img_size=cfg.DATA.TRAIN_CROP_SIZE)
+    kwargs = dict(
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
+        img_size=cfg.DATA.TRAIN_CROP_SIZE,
+    )
     if arch in video_architectures():
-        size["num_frames"] = cfg.DATA.NUM_FRAMES
+        kwargs["num_frames"] = cfg.DATA.NUM_FRAMES
+    sizes = {
+        f"MODEL.{key}": cfg.MODEL[key]
+        for key in ("PATCH_SIZE", "EMBED_DIM", "DEPTH", "NUM_HEADS")
+        if cfg.MODEL[key]
+    }
+    kwargs.update({key[len("MODEL.") :].lower(): value for key, value in sizes.items()})
     try:
-        model = create_model(arch, **common, **size)
+        model = create_model(arch, **kwargs)
     except ValueError as error:
         raise ValueError(f"MODEL.ARCH: {error}") from None
+    except AssertionError as error:  # timm's, e.g. a width that the heads do not divide
+        raise ValueError(f"MODEL.ARCH {arch!r} with {sizes}: {error}") from None
     if cfg.ATS.ENABLE:
-        budget = cfg.ATS.K if cfg.ATS.K > 0 else cfg.ATS.RATIO
-        apply_ats(model, cfg.ATS.BLOCKS or None, budget, mode=cfg.ATS.MODE, selector=cfg.ATS.SELECTOR)
+        budget = cfg.ATS.K or cfg.ATS.RATIO or None  # None: the official K, a frame's patch tokens
+        blocks = cfg.ATS.BLOCKS or None
+        apply_ats(model, blocks, budget, mode=cfg.ATS.MODE, selector=cfg.ATS.SELECTOR)
     return model
 
 
@@ -44,9 +65,12 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     data = cfg.DATA
+    root = data.PATH_TO_DATA_DIR
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"DATA.PATH_TO_DATA_DIR: no directory {root!r}")
     if data.DATASET == "imagenet":
         return ImageNetFolder(
-            data.PATH_TO_DATA_DIR,
+            root,
             split="train" if split == "train" else "val",
             crop_size=data.TRAIN_CROP_SIZE if split == "train" else data.TEST_CROP_SIZE,
             resize_size=data.TEST_RESIZE_SIZE,
@@ -56,7 +80,6 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
     if data.DATASET != "kinetics":
         raise ValueError(f"DATA.DATASET must be 'kinetics' or 'imagenet', got {data.DATASET!r}")
 
-    root = data.PATH_TO_DATA_DIR
     class_names = None
     if data.CLASS_NAMES_FILE:
         class_names = read_class_names(os.path.join(root, data.CLASS_NAMES_FILE))
@@ -88,4 +111,43 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
         num_ensemble_views=cfg.TEST.NUM_ENSEMBLE_VIEWS if split == "test" else 1,
         num_spatial_crops=cfg.TEST.NUM_SPATIAL_CROPS if split == "test" else 1,
         decoding_backend=data.DECODING_BACKEND,
+    )
+
+
+def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+    """SOLVER.OPTIMIZING_METHOD through timm's factory, with no weight decay on norms, biases
+    and the model's ``no_weight_decay()`` parameters (position, time and class embeddings).
+
+    The learning rate is set every iteration from :func:`build_lr_schedule`'s function.
+    """
+    solver = cfg.SOLVER
+    if solver.OPTIMIZING_METHOD == "sgd":
+        # timm's "sgd" is Nesterov SGD and its "momentum" plain momentum SGD
+        name = "sgd" if solver.NESTEROV else "momentum"
+        extra = dict(momentum=solver.MOMENTUM)
+    else:
+        name, extra = solver.OPTIMIZING_METHOD, {}
+    return create_optimizer_v2(
+        model,
+        opt=name,
+        lr=solver.BASE_LR,
+        weight_decay=solver.WEIGHT_DECAY,
+        filter_bias_and_bn=True,
+        **extra,
+    )
+
+
+def build_lr_schedule(cfg: CfgNode) -> Callable[[float], float]:
+    """The learning rate as a function of the fractional epoch (:func:`lr_at`), from SOLVER."""
+    solver = cfg.SOLVER
+    return partial(
+        lr_at,
+        policy=solver.LR_POLICY,
+        base_lr=solver.BASE_LR,
+        max_epoch=solver.MAX_EPOCH,
+        warmup_epochs=solver.WARMUP_EPOCHS,
+        warmup_start_lr=solver.WARMUP_START_LR,
+        cosine_end_lr=solver.COSINE_END_LR,
+        steps=tuple(solver.STEPS),
+        lrs=tuple(solver.LRS),
     )

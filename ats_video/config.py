@@ -1,16 +1,37 @@
 """Config defaults, PySlowFast style: an fvcore ``CfgNode`` that YAML files and ``KEY VALUE``
-command-line pairs override.
+command-line pairs override, checked once when it is read.
 
 Unknown keys are errors that name the key (``merge_from_file`` raises ``KeyError``,
 ``merge_from_list`` ``AssertionError``), so a typo never silently falls back to a default.
+:func:`load_config` (what the tools call) then checks the values with :func:`check_cfg`, so a
+value that would be ignored or would fail far from its cause is an error naming its key.
 Only the tools and ``ats_video.build`` read a config; everything else takes plain arguments.
 
-Sections: DATA (what to read and how to sample it), DATA_LOADER, TEST, MODEL, ATS.
+Sections: DATA (what to read and how to sample it), DATA_LOADER, TRAIN, SOLVER, TEST, MODEL,
+ATS, TENSORBOARD, and the top-level OUTPUT_DIR, RNG_SEED, LOG_PERIOD. Key names are
+PySlowFast's where it has one.
 """
 
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import yaml
 from fvcore.common.config import CfgNode
+from timm.models import is_model_in_modules
+
+from ats_video.families import video_architectures
 
 _C = CfgNode()
+
+# Everything a run writes: checkpoints/, log.jsonl, TensorBoard events, test results.
+_C.OUTPUT_DIR = "output"
+# Seeds the model's initialisation and, with the epoch and the sample index, every random draw
+# of training (data order, augmentation, stochastic depth), so a resumed run repeats exactly.
+_C.RNG_SEED = 0
+# Training iterations between log lines (console, log.jsonl, TensorBoard).
+_C.LOG_PERIOD = 10
 
 # ---------------------------------------------------------------------------------------------
 # DATA
@@ -54,29 +75,87 @@ _C.DATA.DECODING_BACKEND = "decord"
 # DATA_LOADER
 # ---------------------------------------------------------------------------------------------
 _C.DATA_LOADER = CfgNode()
+# Worker processes per training or test process.
 _C.DATA_LOADER.NUM_WORKERS = 8
 _C.DATA_LOADER.PIN_MEMORY = True
+
+# ---------------------------------------------------------------------------------------------
+# TRAIN
+# ---------------------------------------------------------------------------------------------
+_C.TRAIN = CfgNode()
+_C.TRAIN.ENABLE = True
+# Clips per iteration over all processes; each of N processes takes BATCH_SIZE / N.
+_C.TRAIN.BATCH_SIZE = 64
+# Epochs between clip-level validations (one centred view per video; not the multi-view test)
+# and between checkpoints. The last epoch always does both.
+_C.TRAIN.EVAL_PERIOD = 1
+_C.TRAIN.CHECKPOINT_PERIOD = 1
+# Continue from the last checkpoint in OUTPUT_DIR/checkpoints, if there is one.
+_C.TRAIN.AUTO_RESUME = True
+# Initial weights when not resuming: an official TimeSformer .pyth, XViT .pth, DeiT .pth, or
+# a checkpoint of this project. A classifier of another class count is re-initialised.
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# "off"; "bf16": bfloat16 autocast (CPU and GPU); "fp16": float16 autocast with a gradient
+# scaler (GPU only). Also used by the test.
+_C.TRAIN.MIXED_PRECISION = "off"
+
+# ---------------------------------------------------------------------------------------------
+# SOLVER
+# ---------------------------------------------------------------------------------------------
+_C.SOLVER = CfgNode()
+# "sgd" or "adamw" (timm's optimizer factory). No weight decay on norms, biases and the
+# model's no_weight_decay() parameters (position, time and class embeddings).
+_C.SOLVER.OPTIMIZING_METHOD = "sgd"
+_C.SOLVER.BASE_LR = 0.1
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = True
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# "cosine" (from BASE_LR to COSINE_END_LR over MAX_EPOCH), or "steps_with_relative_lrs":
+# BASE_LR * LRS[i] from epoch STEPS[i] on (STEPS starts at 0).
+_C.SOLVER.LR_POLICY = "cosine"
+_C.SOLVER.COSINE_END_LR = 0.0
+_C.SOLVER.STEPS = []
+_C.SOLVER.LRS = []
+_C.SOLVER.MAX_EPOCH = 300
+# A linear ramp from WARMUP_START_LR to the policy's rate over the first WARMUP_EPOCHS.
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+_C.SOLVER.WARMUP_START_LR = 0.01
+# Largest L2 norm of all gradients together; 0 turns clipping off.
+_C.SOLVER.CLIP_GRAD = 0.0
 
 # ---------------------------------------------------------------------------------------------
 # TEST
 # ---------------------------------------------------------------------------------------------
 _C.TEST = CfgNode()
+_C.TEST.ENABLE = True
+# Views per iteration over all processes; a multiple of NUM_SPATIAL_CROPS lets the crops of a
+# clip share one decode.
+_C.TEST.BATCH_SIZE = 8
+# The weights to test; empty: the last checkpoint in OUTPUT_DIR/checkpoints.
+_C.TEST.CHECKPOINT_FILE_PATH = ""
 # Views per test video: clips spread evenly over it x crops along its long side (1 or 3).
 # TimeSformer reports 1x3; PySlowFast models 10x3.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 1
 _C.TEST.NUM_SPATIAL_CROPS = 3
+# How a video's view scores (softmax) are combined: "sum" or "max".
+_C.TEST.ENSEMBLE_METHOD = "sum"
 
 # ---------------------------------------------------------------------------------------------
 # MODEL
 # ---------------------------------------------------------------------------------------------
 _C.MODEL = CfgNode()
 # A video preset (timesformer_base_8x224, timesformer_hr_16x448, timesformer_l_96x224,
-# xvit_base_16x224_k600, xvit_base_16x224_ssv2) or a timm ViT/DeiT name (deit_small_patch16_224,
-# ...). Video models take their frame count from DATA.NUM_FRAMES and their size from
-# DATA.TRAIN_CROP_SIZE.
+# xvit_base_16x224_k600, xvit_base_16x224_ssv2), a generic video model ("timesformer", "xvit") or
+# a timm ViT/DeiT name (deit_small_patch16_224, ...). Video models take their frame count from
+# DATA.NUM_FRAMES and their size from DATA.TRAIN_CROP_SIZE.
 _C.MODEL.ARCH = "timesformer_base_8x224"
 _C.MODEL.NUM_CLASSES = 400
 _C.MODEL.DROP_PATH_RATE = 0.1
+# Backbone sizes; 0 keeps the architecture's own (the presets' ViT-B/16: 16, 768, 12, 12).
+_C.MODEL.PATCH_SIZE = 0
+_C.MODEL.EMBED_DIM = 0
+_C.MODEL.DEPTH = 0
+_C.MODEL.NUM_HEADS = 0
 
 # ---------------------------------------------------------------------------------------------
 # ATS
@@ -85,16 +164,200 @@ _C.ATS = CfgNode()
 _C.ATS.ENABLE = True
 # 0-indexed ATS blocks; empty: the backbone's defaults (DeiT and XViT 3-11, TimeSformer 3-5).
 _C.ATS.BLOCKS = []
-# The budget of each ATS block: K = max(floor(RATIO * N + 0.5), 8) of the N tokens entering it,
-# or, when K > 0, that fixed number. RATIO 1.0 (K = N) is the paper's default.
-_C.ATS.RATIO = 1.0
+# The budget K of every ATS block, one of:
+# - K > 0: that many tokens (per frame for video);
+# - RATIO in (0, 1]: K = max(floor(RATIO * N + 0.5), 8) of the N tokens entering the block;
+# - both 0: the official default, K = the model's patch tokens per frame (196 at 224 px),
+#   where the reduction comes from tokens picked more than once.
 _C.ATS.K = 0
+_C.ATS.RATIO = 0.0
 # "frame" (each frame keeps its own tokens) or "shared" (one set of positions per clip).
 _C.ATS.MODE = "frame"
 # "sample" (inverse transform sampling) or "topk" (the paper's ablation).
 _C.ATS.SELECTOR = "sample"
 
+# ---------------------------------------------------------------------------------------------
+# TENSORBOARD
+# ---------------------------------------------------------------------------------------------
+_C.TENSORBOARD = CfgNode()
+# Events under OUTPUT_DIR/tensorboard (`tensorboard --logdir OUTPUT_DIR`).
+_C.TENSORBOARD.ENABLE = True
+
+OPTIMIZERS = ("sgd", "adamw")
+LR_POLICIES = ("cosine", "steps_with_relative_lrs")
+MIXED_PRECISION = ("off", "bf16", "fp16")
+ENSEMBLE_METHODS = ("sum", "max")
+ATS_MODES = ("frame", "shared")
+ATS_SELECTORS = ("sample", "topk")
+
 
 def get_cfg() -> CfgNode:
     """A fresh copy of the defaults."""
     return _C.clone()
+
+
+def load_config(path: str = "", opts: Sequence[str] = ()) -> CfgNode:
+    """The defaults, overridden by the YAML file ``path`` (if given) and then by ``opts``
+    (``KEY VALUE`` pairs), checked by :func:`check_cfg` and frozen.
+
+    Raises:
+        KeyError / AssertionError naming an unknown key; ValueError naming an empty or
+        non-mapping YAML file, or a key whose value cannot work.
+    """
+    cfg = get_cfg()
+    if path:
+        with open(path) as f:
+            content = yaml.safe_load(f)
+        # fvcore fails on an empty file with a TypeError that names neither file nor cause
+        if not isinstance(content, dict):
+            what = "empty" if content is None else f"a {type(content).__name__}, not a mapping"
+            raise ValueError(f"config file {path} is {what}")
+        cfg.merge_from_file(path)
+    cfg.merge_from_list(list(opts))
+    check_cfg(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _fail(key: str, message: str) -> None:
+    raise ValueError(f"{key}: {message}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _need(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        _fail(key, message)
+
+
+def _positive_ints(cfg: CfgNode, *keys: str) -> None:
+    for key in keys:
+        value = _get(cfg, key)
+        _need(_is_int(value) and value >= 1, key, f"must be an integer >= 1, got {value!r}")
+
+
+def _choice(cfg: CfgNode, key: str, choices: Sequence[str]) -> None:
+    value = _get(cfg, key)
+    _need(value in choices, key, f"must be one of {list(choices)}, got {value!r}")
+
+
+def _get(cfg: CfgNode, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def check_cfg(cfg: CfgNode) -> None:
+    """Raises ValueError naming the first key whose value would be ignored or fail later."""
+    _check_data(cfg)
+    _check_model(cfg)
+    _check_ats(cfg)
+    _check_solver(cfg)
+    _positive_ints(cfg, "LOG_PERIOD", "TRAIN.BATCH_SIZE", "TRAIN.EVAL_PERIOD")
+    _positive_ints(cfg, "TRAIN.CHECKPOINT_PERIOD", "TEST.BATCH_SIZE", "TEST.NUM_ENSEMBLE_VIEWS")
+    _need(cfg.DATA_LOADER.NUM_WORKERS >= 0, "DATA_LOADER.NUM_WORKERS", "must be >= 0")
+    _choice(cfg, "TRAIN.MIXED_PRECISION", MIXED_PRECISION)
+    _choice(cfg, "TEST.ENSEMBLE_METHOD", ENSEMBLE_METHODS)
+    _need(
+        cfg.TEST.NUM_SPATIAL_CROPS in (1, 3),
+        "TEST.NUM_SPATIAL_CROPS",
+        f"must be 1 or 3, got {cfg.TEST.NUM_SPATIAL_CROPS!r}",
+    )
+
+
+def _check_data(cfg: CfgNode) -> None:
+    data = cfg.DATA
+    _positive_ints(cfg, "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE")
+    _positive_ints(cfg, "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE", "DATA.TEST_RESIZE_SIZE")
+    for key in ("MEAN", "STD"):
+        values = data[key]
+        _need(
+            len(values) == 3 and all(isinstance(v, (int, float)) for v in values),
+            f"DATA.{key}",
+            f"must be 3 numbers (one per RGB channel), got {values!r}",
+        )
+    _need(all(s > 0 for s in data.STD), "DATA.STD", f"must be > 0 in every channel, got {data.STD}")
+    scales = data.TRAIN_JITTER_SCALES
+    _need(
+        len(scales) == 2 and all(_is_int(s) and s >= 1 for s in scales) and scales[0] <= scales[1],
+        "DATA.TRAIN_JITTER_SCALES",
+        f"must be [min, max] short sides with 1 <= min <= max, got {scales!r}",
+    )
+
+
+def _check_model(cfg: CfgNode) -> None:
+    arch = cfg.MODEL.ARCH
+    # timm's vision_transformer and deit modules hold the ViT / DeiT models ATS supports
+    _need(
+        arch in video_architectures() or is_model_in_modules(arch, ("vision_transformer", "deit")),
+        "MODEL.ARCH",
+        f"unknown architecture {arch!r}: expected one of {sorted(video_architectures())} or a "
+        "timm ViT / DeiT name (e.g. deit_small_patch16_224)",
+    )
+    _positive_ints(cfg, "MODEL.NUM_CLASSES")
+    for key in ("PATCH_SIZE", "EMBED_DIM", "DEPTH", "NUM_HEADS"):
+        value = cfg.MODEL[key]
+        _need(
+            _is_int(value) and value >= 0, f"MODEL.{key}", f"must be an integer >= 0, got {value!r}"
+        )
+    rate = cfg.MODEL.DROP_PATH_RATE
+    _need(0 <= rate < 1, "MODEL.DROP_PATH_RATE", f"must be in [0, 1), got {rate!r}")
+
+
+def _check_ats(cfg: CfgNode) -> None:
+    ats = cfg.ATS
+    _need(
+        all(_is_int(b) and b >= 0 for b in ats.BLOCKS),
+        "ATS.BLOCKS",
+        f"must be 0-indexed block numbers (integers >= 0), got {list(ats.BLOCKS)!r}",
+    )
+    _need(
+        _is_int(ats.K) and ats.K >= 0,
+        "ATS.K",
+        f"must be an integer >= 0 (0: not used), got {ats.K!r}",
+    )
+    _need(
+        0 <= ats.RATIO <= 1,
+        "ATS.RATIO",
+        f"must be in (0, 1], or 0 when not used, got {ats.RATIO!r}",
+    )
+    if ats.K and ats.RATIO:
+        _fail("ATS.K, ATS.RATIO", f"give at most one budget, got K {ats.K} and RATIO {ats.RATIO}")
+    _choice(cfg, "ATS.MODE", ATS_MODES)
+    _choice(cfg, "ATS.SELECTOR", ATS_SELECTORS)
+
+
+def _check_solver(cfg: CfgNode) -> None:
+    solver = cfg.SOLVER
+    _choice(cfg, "SOLVER.OPTIMIZING_METHOD", OPTIMIZERS)
+    _choice(cfg, "SOLVER.LR_POLICY", LR_POLICIES)
+    _positive_ints(cfg, "SOLVER.MAX_EPOCH")
+    for key in (
+        "BASE_LR",
+        "MOMENTUM",
+        "WEIGHT_DECAY",
+        "COSINE_END_LR",
+        "WARMUP_START_LR",
+        "CLIP_GRAD",
+    ):
+        value = solver[key]
+        _need(math.isfinite(value) and value >= 0, f"SOLVER.{key}", f"must be >= 0, got {value!r}")
+    _need(
+        0 <= solver.WARMUP_EPOCHS <= solver.MAX_EPOCH,
+        "SOLVER.WARMUP_EPOCHS",
+        f"must be in [0, SOLVER.MAX_EPOCH {solver.MAX_EPOCH}], got {solver.WARMUP_EPOCHS!r}",
+    )
+    if solver.LR_POLICY == "steps_with_relative_lrs":
+        steps, lrs = list(solver.STEPS), list(solver.LRS)
+        _need(
+            len(steps) == len(lrs) > 0,
+            "SOLVER.STEPS, SOLVER.LRS",
+            f"need one relative rate per step, got {len(steps)} steps and {len(lrs)} rates",
+        )
+        _need(
+            steps[0] == 0 and all(a < b for a, b in zip(steps, steps[1:])),
+            "SOLVER.STEPS",
+            f"must start at epoch 0 and increase, got {steps}",
+        )

@@ -27,7 +27,8 @@ def test_config_builds_its_model(path):
         model = build_model(cfg)
     assert model.num_classes == cfg.MODEL.NUM_CLASSES
     assert sorted(model.ats_blocks) == list(cfg.ATS.BLOCKS)
-    assert getattr(model, "num_frames", 1) == (cfg.DATA.NUM_FRAMES if "Kinetics" in str(path) else 1)
+    video = cfg.DATA.DATASET == "kinetics"
+    assert getattr(model, "num_frames", 1) == (cfg.DATA.NUM_FRAMES if video else 1)
 
 
 def test_budget_keys():

@@ -64,6 +64,18 @@ def test_empty_batch(name, mode):
     assert gflops_as_run(model, kept, 0).shape == (0,)
 
 
+@pytest.mark.parametrize("name, mode", CASES)
+def test_bfloat16_autocast(name, mode):
+    model = build(name, mode)
+    x = torch.randn(3, *MODELS[name][1])
+    with torch.no_grad():
+        want = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(x)
+    assert got.shape == want.shape and got.isfinite().all()
+    assert (got.float() - want).abs().max() < 0.1 * want.abs().max()
+
+
 @pytest.fixture
 def process_group(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)

@@ -80,7 +80,7 @@ def temporal_attention(block: DividedSpaceTimeBlock, tokens: Tokens, frames: int
     clip = tokens.layout.sequence_of_rows()[index] if block.training else None  # drop per clip
     # the official order: stochastic depth before temporal_fc, whose bias is always added
     res = block.temporal_fc(drop_path(block.drop_path, out, clip, tokens.layout.num_seqs))
-    return tokens.x.index_add(0, index, res)
+    return tokens.x.index_add(0, index, res.to(tokens.x.dtype))  # under autocast res may be half
 
 
 def frame_groups(tokens: Tokens, frames: int) -> Tuple[Tensor, Layout]:

@@ -1,0 +1,14 @@
+"""The engine behind ``tools/run_net.py``: fine-tuning and the multi-view test.
+
+- ``distributed``: one process or many under torchrun, one code path (DDP, gloo / NCCL).
+- ``data``: one sample layout for videos and images, randomness from (seed, epoch, index),
+  training and sharded test loaders.
+- ``schedule``: the learning rate as a pure function of the epoch.
+- ``train``: one training epoch.
+- ``evaluate``: the multi-view test (and clip-level validation) and its result files.
+- ``checkpoints``: training checkpoints and exact resumption.
+- ``logs``: console, ``log.jsonl`` and TensorBoard.
+
+Only ``tools/run_net.py`` and ``ats_video.build`` read the config; these modules take plain
+arguments.
+"""

@@ -1,0 +1,97 @@
+"""What a run reports: log lines on the console (around the progress bars), and scalars in
+``OUTPUT_DIR/log.jsonl`` and TensorBoard. Only the main process reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from typing import Any, Dict, Mapping, Optional
+
+from tqdm import tqdm
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Writes log lines through tqdm, so they appear above a progress bar, not inside it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stdout)
+        except Exception:  # noqa: BLE001 (logging's contract: never raise from a handler)
+            self.handleError(record)
+
+
+def setup_logging(output_dir: str, is_main: bool) -> None:
+    """Log lines to the console and to ``output_dir/log.txt`` on the main process; other
+    processes show warnings and errors only."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_ats_video", False):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.INFO if is_main else logging.WARNING)
+    formatter = logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    handlers = [_TqdmHandler()]
+    if is_main:
+        os.makedirs(output_dir, exist_ok=True)
+        handlers.append(logging.FileHandler(os.path.join(output_dir, "log.txt")))
+    for handler in handlers:
+        handler._ats_video = True
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
+    """{"loss": 1.0, "kept_tokens": {3: 392.0}} -> {"loss": 1.0, "kept_tokens/3": 392.0}."""
+    flat: Dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Recorder:
+    """Scalars to ``output_dir/log.jsonl`` (one JSON object a line, appended across resumed
+    runs) and, with ``tensorboard``, to TensorBoard events under ``output_dir/tensorboard``.
+    Does nothing where ``enabled`` is False (processes other than the main one)."""
+
+    def __init__(self, output_dir: str, *, tensorboard: bool, enabled: bool) -> None:
+        self.file = None
+        self.writer = None
+        if not enabled:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self.file = open(os.path.join(output_dir, "log.jsonl"), "a")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # only where wanted: slow import
+
+            self.writer = SummaryWriter(os.path.join(output_dir, "tensorboard"))
+
+    def write(self, split: str, step: int, values: Mapping[str, Any], **context: Any) -> None:
+        """One row ``{"split", "step", **context, **values}``; TensorBoard gets every number of
+        ``values`` as ``split/name`` at ``step`` (nested dicts become ``split/name/key``)."""
+        if self.file is None:
+            return
+        row = {"split": split, "step": step, **context, **values}
+        self.file.write(json.dumps(row, allow_nan=False) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for name, value in _flat(values).items():
+                if math.isfinite(value):
+                    self.writer.add_scalar(f"{split}/{name}", value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def finite_or_none(value: float) -> Optional[float]:
+    """JSON has no NaN: unknown values are written as null."""
+    return value if math.isfinite(value) else None

@@ -1,0 +1,348 @@
+"""tools/run_net.py end to end, on a tiny TimeSformer and videos written here: train then test,
+exact resumption, two processes under torchrun, unusable videos, fine-tuning from an official
+checkpoint, and the errors a user meets first."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ats_video  # noqa: F401  (before timm)
+from ats_video.data.video_io import write_video
+from ats_video.families import create_model
+from ats_video.flops import count_gflops
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("run_net", ROOT / "tools" / "run_net.py")
+run_net = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_net)
+
+COLOURS = [(200, 40, 40), (40, 180, 40), (40, 40, 200)]  # the easy task: the clip's tint
+TINY_MODEL = dict(patch_size=8, embed_dim=48, depth=4, num_heads=3)
+
+
+def write_tinted_video(path, label, seed):
+    """12 frames of 48x64 noise around the class colour, with a bright square moving across."""
+    rng = np.random.default_rng(seed)
+    frames = np.clip(
+        np.array(COLOURS[label]) + rng.normal(0, 40, (12, 48, 64, 3)) + rng.uniform(-40, 40, 3),
+        0,
+        255,
+    ).astype(np.uint8)
+    for t in range(12):
+        frames[t, 20:28, 4 * t : 4 * t + 8] = 255
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_video(str(path), frames, fps=12)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """train.csv: 3 classes x 6 videos and one unusable; val.csv: 3 x 3; test.csv: val's
+    videos with a missing and an undecodable one among them (11 videos)."""
+    root = tmp_path_factory.mktemp("tinted")
+    lines = {"train": [], "val": []}
+    for split, per_class in (("train", 6), ("val", 3)):
+        for label in range(3):
+            for n in range(per_class):
+                name = f"{split}/class{label}/{n}.mp4"
+                write_tinted_video(root / name, label, [len(split), label, n])
+                lines[split].append(f"{name} {label}")
+    (root / "train" / "broken.mp4").write_bytes(os.urandom(2000))
+    lines["train"].insert(5, "train/broken.mp4 1")
+    test = lines["val"][:4] + ["val/missing.mp4 2"] + lines["val"][4:7] + ["train/broken.mp4 1"]
+    test += lines["val"][7:]
+    for name, rows in (("train", lines["train"]), ("val", lines["val"]), ("test", test)):
+        (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def options(data_dir, output_dir, **overrides):
+    """KEY VALUE pairs for a tiny TimeSformer (4 frames of 32 px) on ``data_dir``."""
+    values = {
+        "DATA.PATH_TO_DATA_DIR": data_dir,
+        "DATA.TEST_LIST": "test.csv",
+        "DATA.NUM_FRAMES": 4,
+        "DATA.SAMPLING_RATE": 3,
+        "DATA.TRAIN_JITTER_SCALES": "[32, 40]",
+        "DATA.TRAIN_CROP_SIZE": 32,
+        "DATA.TEST_CROP_SIZE": 32,
+        "DATA.DECODING_BACKEND": "pyav",
+        "DATA_LOADER.NUM_WORKERS": 0,
+        "MODEL.ARCH": "timesformer",
+        "MODEL.PATCH_SIZE": 8,
+        "MODEL.EMBED_DIM": 48,
+        "MODEL.DEPTH": 4,
+        "MODEL.NUM_HEADS": 3,
+        "MODEL.NUM_CLASSES": 3,
+        "MODEL.DROP_PATH_RATE": 0.1,
+        "ATS.ENABLE": False,
+        "SOLVER.OPTIMIZING_METHOD": "adamw",
+        "SOLVER.BASE_LR": 0.003,
+        "SOLVER.WEIGHT_DECAY": 0.05,
+        "SOLVER.MAX_EPOCH": 3,
+        "TRAIN.BATCH_SIZE": 6,
+        "TEST.BATCH_SIZE": 4,
+        "TENSORBOARD.ENABLE": False,
+        "LOG_PERIOD": 2,
+        "OUTPUT_DIR": output_dir,
+        **overrides,
+    }
+    return [str(x) for item in values.items() for x in item]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    """A run that trains 3 epochs without ATS and runs the 1x3 test; its OUTPUT_DIR."""
+    out = tmp_path_factory.mktemp("trained")
+    run_net.main(options(data_dir, out, **{"TENSORBOARD.ENABLE": True}))
+    return out
+
+
+def ats_test_settings(trained):
+    """Settings that test the trained weights with ATS at K = 6 of 16 tokens per frame."""
+    return {
+        "TRAIN.ENABLE": False,
+        "TEST.CHECKPOINT_FILE_PATH": trained / "checkpoints" / "checkpoint_epoch_00003.pyth",
+        "ATS.ENABLE": True,
+        "ATS.K": 6,
+    }
+
+
+def test_train_then_test_learns_the_easy_task(trained, data_dir):
+    results = json.loads((trained / "test_results.json").read_text())
+    assert results["top1"] >= 80.0, results  # chance: 33%
+    assert (results["num_videos"], results["num_usable_videos"], results["num_views"]) == (11, 9, 3)
+    assert results["views"] == "1x3" and results["ats"]["ENABLE"] is False
+    assert results["checkpoint"] == str(trained / "checkpoints" / "checkpoint_epoch_00003.pyth")
+    assert results["kept_tokens"] == {}
+    log = read_jsonl(trained / "log.jsonl")
+    train_rows = [r for r in log if r["split"] == "train"]
+    assert [r["iter"] for r in train_rows if r["epoch"] == 1] == [2, 4]  # 19 videos, 6 a batch
+    assert all(
+        {"loss", "lr", "clips_per_s", "data_time", "kept_tokens"} <= set(r) for r in train_rows
+    )
+    epochs = [r for r in log if r["split"] == "train_epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert all(r["replaced"] >= 1 for r in epochs)  # the unusable training video, each epoch
+    assert [r["epoch"] for r in log if r["split"] == "val"] == [1, 2, 3]
+    assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
+    config = run_net.load_config(str(trained / "config.yaml"))  # the run's config reads back
+    assert config.OUTPUT_DIR == str(trained) and config.SOLVER.BASE_LR == 0.003
+    assert (
+        "clip-level (one centred view per video; not the multi-view test)"
+        in (trained / "log.txt").read_text()
+    )
+
+
+def test_unusable_test_videos_are_named_everywhere(trained, data_dir):
+    results = json.loads((trained / "test_results.json").read_text())
+    named = {Path(u["path"]).name: u["reason"] for u in results["unusable"]}
+    assert sorted(named) == ["broken.mp4", "missing.mp4"] and all(named.values())
+    rows = read_csv(trained / "test_predictions.csv")
+    listed = (data_dir / "test.csv").read_text().split("\n")[:-1]
+    assert [
+        Path(r["path"]).relative_to(data_dir).as_posix() + f" {r['label']}" for r in rows
+    ] == listed
+    for row in rows:
+        broken = Path(row["path"]).name in named
+        assert row["usable"] == str(not broken)
+        assert (row["top1"], row["top5"]) == ("", "") if broken else len(row["top5"].split()) == 3
+        if not broken:
+            assert row["top1"] == row["top5"].split()[0]
+    log = (trained / "log.txt").read_text()
+    assert "2 of 11 test videos unusable" in log
+    assert all(str(data_dir / name) in log for name in ("val/missing.mp4", "train/broken.mp4"))
+
+
+def test_checkpoints_hold_what_resuming_needs_and_load_weights_only(trained):
+    checkpoint = torch.load(
+        trained / "checkpoints" / "checkpoint_epoch_00002.pyth", weights_only=True
+    )
+    assert checkpoint["epoch"] == 2 and checkpoint["format"] == "ats_video"
+    assert {"model_state", "optimizer_state", "scaler_state", "cfg"} <= set(checkpoint)
+    assert "BASE_LR: 0.003" in checkpoint["cfg"]
+    assert sorted(os.listdir(trained / "checkpoints")) == [
+        f"checkpoint_epoch_0000{e}.pyth" for e in (1, 2, 3)
+    ]
+
+
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(data_dir, tmp_path, monkeypatch):
+    # ATS on, stochastic depth on and a loader worker: every source of randomness is in play
+    settings = {
+        "ATS.ENABLE": True,
+        "ATS.K": 10,
+        "SOLVER.MAX_EPOCH": 2,
+        "TEST.ENABLE": False,
+        "DATA_LOADER.NUM_WORKERS": 1,
+        "TRAIN.EVAL_PERIOD": 5,
+    }
+    run_net.main(options(data_dir, tmp_path / "straight", **settings))
+
+    real_save = run_net.save_training_checkpoint
+
+    def save_then_die(output_dir, epoch, *args):
+        path = real_save(output_dir, epoch, *args)
+        if epoch == 1:
+            raise KeyboardInterrupt  # killed right after the first checkpoint
+        return path
+
+    monkeypatch.setattr(run_net, "save_training_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_net.main(options(data_dir, tmp_path / "resumed", **settings))
+    monkeypatch.undo()
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    assert sorted(os.listdir(checkpoints)) == ["checkpoint_epoch_00001.pyth"]
+    (checkpoints / ".checkpoint_epoch_00002.pyth.partial").write_bytes(b"a crash mid-write")
+    torch.manual_seed(12345)  # whatever the process did before must not matter,
+    settings["DATA_LOADER.NUM_WORKERS"] = 0  # nor how many loader workers the restart has
+    run_net.main(options(data_dir, tmp_path / "resumed", **settings))
+
+    straight, resumed = (
+        torch.load(
+            tmp_path / run / "checkpoints" / "checkpoint_epoch_00002.pyth", weights_only=True
+        )
+        for run in ("straight", "resumed")
+    )
+    for key, value in straight["model_state"].items():
+        assert torch.equal(resumed["model_state"][key], value), key
+    for index, state in straight["optimizer_state"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(resumed["optimizer_state"]["state"][index][name], value), (
+                index,
+                name,
+            )
+    losses = [
+        [
+            r["loss"]
+            for r in read_jsonl(tmp_path / run / "log.jsonl")
+            if r["split"] == "train" and r["epoch"] == 2
+        ]
+        for run in ("straight", "resumed")
+    ]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+    log = (tmp_path / "resumed" / "log.txt").read_text()
+    assert "resumed from" in log and "checkpoint_epoch_00001.pyth after epoch 1" in log
+
+
+def test_two_processes_give_the_predictions_of_one(trained, data_dir, tmp_path):
+    # 11 videos x 3 views = 33 views over 2 processes: one video's views are split between them
+    settings = ats_test_settings(trained)
+    run_net.main(options(data_dir, tmp_path / "one", **settings))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(ROOT / "tools" / "run_net.py"), *options(data_dir, tmp_path / "two", **settings),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (read_csv(tmp_path / run / "test_predictions.csv") for run in ("one", "two"))
+    assert one == two
+    one, two = (
+        json.loads((tmp_path / run / "test_results.json").read_text()) for run in ("one", "two")
+    )
+    for key in ("top1", "top5", "num_videos", "num_usable_videos", "unusable", "tokens_per_clip"):
+        assert one[key] == two[key], key
+    assert one["kept_tokens"].keys() == two["kept_tokens"].keys() == {"3"}
+    assert two["kept_tokens"]["3"] == pytest.approx(one["kept_tokens"]["3"], rel=1e-9)
+    assert one["kept_tokens"]["3"] < 4 * 16  # K = 6 of 16 tokens per frame, 4 frames
+
+
+def test_official_checkpoint_fine_tunes_with_only_the_head_new(data_dir, tmp_path, caplog):
+    # an official TimeSformer .pyth: SlowFast's container, keys prefixed "model.", 5 classes
+    # and 8 frames (the time embedding is resized to this run's 4)
+    torch.manual_seed(0)
+    official = create_model("timesformer", num_frames=8, img_size=32, num_classes=5, **TINY_MODEL)
+    path = tmp_path / "TimeSformer_divST_8x32_224_K400.pyth"
+    state = {f"model.{k}": v for k, v in official.state_dict().items()}
+    torch.save({"epoch": 15, "model_state": state, "optimizer_state": {}, "cfg": "TRAIN: {}"}, path)
+    settings = {
+        "TRAIN.CHECKPOINT_FILE_PATH": path,
+        "SOLVER.BASE_LR": 0.0,  # no update: what was loaded is what is saved
+        "SOLVER.MAX_EPOCH": 1,
+        "TEST.ENABLE": False,
+        "ATS.ENABLE": True,
+    }
+    with caplog.at_level("WARNING"):
+        run_net.main(options(data_dir, tmp_path / "run", **settings))
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "re-initialised: head.weight (5, 48) -> (3, 48), head.bias (5,) -> (3,)" in warnings
+    assert "time_embed" in warnings
+    tuned = torch.load(
+        tmp_path / "run" / "checkpoints" / "checkpoint_epoch_00001.pyth", weights_only=True
+    )
+    for key, value in official.state_dict().items():
+        if key.startswith("head."):
+            assert tuned["model_state"][key].shape[0] == 3
+        elif key != "time_embed":
+            assert torch.equal(tuned["model_state"][key], value), key
+
+
+def test_a_missing_data_directory_is_named(data_dir, tmp_path):
+    with pytest.raises(
+        FileNotFoundError, match="DATA.PATH_TO_DATA_DIR: no directory '/no/such/k400'"
+    ):
+        run_net.main(options(data_dir, tmp_path, **{"DATA.PATH_TO_DATA_DIR": "/no/such/k400"}))
+
+
+def test_unknown_keys_and_missing_weights_are_named(data_dir, tmp_path):
+    with pytest.raises(AssertionError, match="SOLVER.BASE_LRR"):
+        run_net.main(options(data_dir, tmp_path, **{"SOLVER.BASE_LRR": 0.1}))
+    config = tmp_path / "typo.yaml"
+    config.write_text("TRAIN:\n  BATCHSIZE: 8\n")
+    with pytest.raises(KeyError, match="TRAIN.BATCHSIZE"):
+        run_net.main(["--cfg", str(config)])
+    with pytest.raises(FileNotFoundError, match="TEST.CHECKPOINT_FILE_PATH is empty"):
+        run_net.main(options(data_dir, tmp_path / "nothing", **{"TRAIN.ENABLE": False}))
+
+
+def test_gflops_per_view_are_the_views_as_run(trained, data_dir, tmp_path):
+    settings = ats_test_settings(trained)
+    run_net.main(options(data_dir, tmp_path, **settings))
+    results = json.loads((tmp_path / "test_results.json").read_text())
+    # the same model and views, counted by forwarding each view alone
+    cfg = run_net.load_config("", options(data_dir, tmp_path, **settings))
+    model = run_net.build_model(cfg).eval()
+    run_net.load_checkpoint(model, settings["TEST.CHECKPOINT_FILE_PATH"])
+    dataset = run_net.build_dataset(cfg, "test")
+    views = torch.stack(
+        [s["video"] for s in (dataset[i] for i in range(len(dataset))) if s["usable"]]
+    )
+    as_run = count_gflops(model, views).mean().item()
+    plain = create_model(
+        "timesformer", num_frames=4, img_size=32, num_classes=3, **TINY_MODEL
+    ).eval()
+    without = count_gflops(plain, views[:1]).item()
+    assert results["gflops_per_view"]["as_run"] == pytest.approx(as_run, rel=0.02)
+    assert results["gflops_per_view"]["without_ats"] == pytest.approx(without, rel=0.02)
+    assert as_run < without
+
+
+def test_bf16_autocast_trains_and_tests_on_a_cpu(data_dir, tmp_path):
+    settings = {
+        "TRAIN.MIXED_PRECISION": "bf16",
+        "SOLVER.MAX_EPOCH": 1,
+        "ATS.ENABLE": True,
+        "ATS.K": 6,
+    }
+    run_net.main(options(data_dir, tmp_path, **settings))
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "log.jsonl") if r["split"] == "train"]
+    assert losses and all(np.isfinite(losses))
+    assert json.loads((tmp_path / "test_results.json").read_text())["num_usable_videos"] == 9
+    with pytest.raises(ValueError, match="TRAIN.MIXED_PRECISION: fp16 needs a GPU"):
+        run_net.main(options(data_dir, tmp_path / "fp16", **{"TRAIN.MIXED_PRECISION": "fp16"}))
