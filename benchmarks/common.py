@@ -8,13 +8,15 @@ so the ratios between them are what the tables report.
 
 Memory: a script measures a (variant, batch) by running itself again with ``--measure`` (see
 :func:`run_isolated`), so that each peak is that process's own: on CPU the peak resident set
-size (VmHWM, reset before the forward) above the process's size before it, on CUDA
+size (VmHWM, reset before the forward) above the process's size before it, with glibc set to
+give large buffers back when freed (:data:`MALLOC_ENV`), on CUDA
 ``torch.cuda.max_memory_allocated`` above the memory held before it.
 """
 
 import argparse
 import contextlib
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -59,10 +61,17 @@ def settings(args: argparse.Namespace) -> Dict[str, object]:
     return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
 
 
+# glibc malloc returning every buffer of 64 KiB or more to the system when it is freed, from one
+# arena: the peak resident size then follows the peak of live tensors, not the allocator's caches
+# (without this, repeated runs of the same forward differ by 10 to 20 %)
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
 def run_isolated(script: str, *args) -> Dict[str, float]:
-    """``script``'s ``measure(*args)``, run in a fresh process."""
+    """``script``'s ``measure(*args)``, run in a fresh process (with :data:`MALLOC_ENV`)."""
     command = [sys.executable, script, "--measure", json.dumps(args)]
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    env = {**os.environ, **MALLOC_ENV}
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout)
 
 
 def context(args: argparse.Namespace):

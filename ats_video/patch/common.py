@@ -108,6 +108,23 @@ def attention_block(
     Returns:
         The kept tokens after the block.
     """
+    tokens = _attention_residual(block, tokens, num_prefix_tokens, config, mix, shared)
+    x, layout = tokens.x, tokens.layout
+    sequence = layout.sequence_of_rows() if block.training else None
+    x = x + drop_path(block.drop_path2, block.ls2(block.mlp(block.norm2(x))), sequence, layout.num_seqs)
+    return Tokens(x, layout, tokens.position)
+
+
+def _attention_residual(
+    block: nn.Module,
+    tokens: Tokens,
+    num_prefix_tokens: int,
+    config: Optional[ATSConfig],
+    mix: Optional[Mixer],
+    shared: Optional[SharedGrid],
+) -> Tokens:
+    """The kept rows after the attention branch and its residual. A function of its own so
+    that queries, keys and values are freed before the MLP runs."""
     q, k, v = qkv_heads(block.attn, block.norm1(tokens.x))
     if mix is not None:
         k, v = mix(k, tokens), mix(v, tokens)
@@ -117,9 +134,7 @@ def attention_block(
         x, position = x[index], position[index]
     # stochastic depth draws once per sequence, not once per packed row
     sequence = layout.sequence_of_rows() if block.training else None
-    x = x + drop_path(block.drop_path1, block.ls1(out), sequence, layout.num_seqs)
-    x = x + drop_path(block.drop_path2, block.ls2(block.mlp(block.norm2(x))), sequence, layout.num_seqs)
-    return Tokens(x, layout, position)
+    return Tokens(x + drop_path(block.drop_path1, block.ls1(out), sequence, layout.num_seqs), layout, position)
 
 
 def grid_positions(frames: int, grid: Tuple[int, int], num_prefix_tokens: int, device: torch.device) -> Tensor:
