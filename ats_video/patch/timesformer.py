@@ -155,15 +155,25 @@ def block_forward(
     mode: str = "frame",
 ) -> Tokens:
     """One TimeSformer block on packed tokens; with ``config``, ATS in its spatial attention."""
-    x = temporal_attention(block, tokens, frames, grid)
-    res, rows, layout = spatial_attention(block, Tokens(x, tokens.layout, tokens.position), frames, grid, config, mode)
-    position = tokens.position
+    tokens = Tokens(temporal_attention(block, tokens, frames, grid), tokens.layout, tokens.position)
+    tokens = _spatial_residual(block, tokens, frames, grid, config, mode)
+    clip = tokens.layout.sequence_of_rows() if block.training else None  # stochastic depth per clip
+    x = tokens.x + drop_path(block.drop_path, block.mlp(block.norm2(tokens.x)), clip, tokens.layout.num_seqs)
+    return Tokens(x, tokens.layout, tokens.position)
+
+
+def _spatial_residual(
+    block: DividedSpaceTimeBlock, tokens: Tokens, frames: int, grid: Tuple[int, int],
+    config: Optional[ATSConfig], mode: str,
+) -> Tokens:
+    """The kept rows after spatial attention and its residual (a function of its own so that
+    the branch's buffers are freed before the MLP runs)."""
+    res, rows, layout = spatial_attention(block, tokens, frames, grid, config, mode)
+    x, position = tokens.x, tokens.position
     if rows is not None:
         x, position = x[rows], position[rows]
     clip = layout.sequence_of_rows() if block.training else None  # stochastic depth per clip
-    x = x + drop_path(block.drop_path, res, clip, layout.num_seqs)
-    x = x + drop_path(block.drop_path, block.mlp(block.norm2(x)), clip, layout.num_seqs)
-    return Tokens(x, layout, position)
+    return Tokens(x + drop_path(block.drop_path, res, clip, layout.num_seqs), layout, position)
 
 
 def clip_positions(frames: int, grid: Tuple[int, int], device: torch.device) -> Tensor:
