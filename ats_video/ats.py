@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ats_video.tokens import Layout
+from ats_video.tokens import Layout, padding_computed
 
 Budget = Union[int, float]
 
@@ -55,7 +55,10 @@ def resolve_budget(k: Budget, num_tokens: Union[int, Tensor]) -> Tensor:
 
 def _score_dtype(*tensors: Tensor) -> torch.dtype:
     """The wider of the inputs' type and float32: half inputs are scored in float32."""
-    return torch.promote_types(torch.float32, torch.promote_types(*(t.dtype for t in tensors)))
+    dtype = torch.float32
+    for tensor in tensors:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
 
 
 def cls_attention(q: Tensor, k: Tensor, layout: Layout) -> Tensor:
@@ -76,26 +79,27 @@ def cls_attention(q: Tensor, k: Tensor, layout: Layout) -> Tensor:
     q_cls = q[layout.offsets[:-1]] * q.shape[-1] ** -0.5
     if layout.uniform:
         return torch.einsum("shd,slhd->slh", q_cls, layout.pad(k)).softmax(dim=1)
-    # one dot product per real key (no padding computed), then the padded view for softmax
-    logits = layout.pad(torch.einsum("rhd,rhd->rh", q_cls[layout.sequence_of_rows()], k))
+    if padding_computed():  # one batched product over the padded keys: the faster way
+        logits = torch.einsum("shd,slhd->slh", q_cls, layout.pad(k))
+    else:  # one dot product per real key, so that counting FLOPs sees no padding
+        logits = layout.pad(torch.einsum("rhd,rhd->rh", q_cls[layout.sequence_of_rows()], k))
     return logits.masked_fill(~layout.valid()[..., None], float("-inf")).softmax(dim=1)
 
 
-def significance_scores(cls_attn: Tensor, v: Tensor, num_prefix_tokens: int = 1) -> Tensor:
+def significance_scores(cls_attn: Tensor, v_norm: Tensor, num_prefix_tokens: int = 1) -> Tensor:
     """Significance score of every non-prefix token (Eq. 3).
 
     Args:
         cls_attn: [S, L, H] softmaxed attention of the CLS query over all L tokens, per head.
-        v: [S, L, H, d] values.
+        v_norm: [S, L, H] the norms of the values.
         num_prefix_tokens: p, the leading tokens (CLS, distillation) that are not scored.
     Returns:
         [S, L - p] scores in the wider of the inputs' type and float32: per head
         ``a_j * ||v_j||`` normalised over the non-prefix tokens, summed over heads.
     """
     p = num_prefix_tokens
-    dtype = _score_dtype(cls_attn, v)
-    norms = v[:, p:].norm(dim=-1, dtype=dtype) if v.dtype != dtype else v[:, p:].norm(dim=-1)
-    weighted = cls_attn[:, p:].to(dtype) * norms
+    dtype = _score_dtype(cls_attn, v_norm)
+    weighted = cls_attn[:, p:].to(dtype) * v_norm[:, p:].to(dtype)
     # clamp: a head whose weights are all zero contributes zeros instead of NaN
     weighted = weighted / weighted.sum(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
     return weighted.sum(-1)
@@ -298,7 +302,8 @@ def keep_tokens(
         lengths: [S] the kept rows per sequence.
     """
     p = num_prefix_tokens
-    scores = significance_scores(cls_attention(q, k, layout), layout.pad(v), p)
+    norm = v.norm(dim=-1, dtype=_score_dtype(v))  # on the real rows only: [R, H]
+    scores = significance_scores(cls_attention(q, k, layout), layout.pad(norm), p)
     key_valid = layout.valid()
     valid = None if key_valid is None else key_valid[:, p:]
     if shared is None:

@@ -140,6 +140,12 @@ def attention_backend(name: str) -> Iterator[None]:
         _backend.reset(token)
 
 
+def padding_computed() -> bool:
+    """Whether work may be computed on padded layouts: not under the "sequential" backend, which
+    the FLOP count runs with so that it counts the work of the real tokens only."""
+    return _backend.get() != "sequential"
+
+
 def _varlen_applies(q: Tensor, dropout_p: float) -> bool:
     return varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0
 

@@ -72,7 +72,7 @@ def test_significance_scores_match_eq3():
     torch.manual_seed(0)
     cls_attn = torch.rand(2, 3, 7).softmax(-1)
     v = torch.randn(2, 3, 7, 5)
-    got = significance_scores(cls_attn.transpose(1, 2), v.transpose(1, 2), num_prefix_tokens=2)
+    got = significance_scores(cls_attn.transpose(1, 2), v.norm(dim=-1).transpose(1, 2), num_prefix_tokens=2)
     for b in range(2):
         for j in range(5):
             want = sum(
