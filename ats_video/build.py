@@ -12,6 +12,7 @@ from fvcore.common.config import CfgNode
 from timm.optim import create_optimizer_v2
 from torch import nn
 
+from ats_video.data.files import class_folders
 from ats_video.data.imagenet import ImageNetFolder
 from ats_video.data.kinetics import KineticsDataset
 from ats_video.data.lists import load_videos, read_class_names
@@ -80,10 +81,15 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
     if data.DATASET != "kinetics":
         raise ValueError(f"DATA.DATASET must be 'kinetics' or 'imagenet', got {data.DATASET!r}")
 
+    source = {"train": data.TRAIN_LIST, "val": data.VAL_LIST, "test": data.TEST_LIST}[split]
+    train_tree = os.path.join(root, data.TRAIN_LIST)
     class_names = None
     if data.CLASS_NAMES_FILE:
         class_names = read_class_names(os.path.join(root, data.CLASS_NAMES_FILE))
-    source = {"train": data.TRAIN_LIST, "val": data.VAL_LIST, "test": data.TEST_LIST}[split]
+    elif os.path.isdir(os.path.join(root, source)) and os.path.isdir(train_tree):
+        # class-folder trees and no class map: every split is numbered by the training tree's
+        # classes, so a split that lacks a class shifts no other class's index
+        class_names = class_folders(train_tree)
     videos = load_videos(
         os.path.join(root, source),
         prefix=data.PATH_PREFIX or root,

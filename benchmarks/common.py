@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -105,6 +105,37 @@ def time_interleaved(variants: Dict[str, Callable[[], object]], rounds: int, dev
             _sync(device)
             best[name] = min(best[name], time.perf_counter() - start)
     return best
+
+
+def comparison_rows(
+    models: Dict[str, nn.Module],
+    names: Dict[str, str],
+    x: Tensor,
+    gflops: Dict[str, float],
+    peak_mib: Callable[[str], Optional[float]],
+    args: argparse.Namespace,
+    *,
+    rate: str,
+    flops: str,
+) -> List[str]:
+    """Table rows of every model on inputs ``x``, timed interleaved; "plain" is the reference.
+
+    ``names`` label the rows, ``gflops`` are per input, ``peak_mib(name)`` measures one model's
+    peak memory (None: not measured), ``rate`` and ``flops`` are the format specs of the
+    throughput and GFLOPs cells.
+    """
+    with context(args):
+        seconds = time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, args.rounds, args.device)
+    rows = []
+    for name in models:
+        speedup = seconds["plain"] / seconds[name]
+        memory = None if args.no_memory else peak_mib(name)
+        rows.append(
+            f"| {names[name]} | {len(x)} | {len(x) / seconds[name]:{rate}} | {gflops[name]:{flops}} | {speedup:.2f} | "
+            f"{speedup / (gflops['plain'] / gflops[name]):.2f} | {'-' if memory is None else f'{memory:.0f}'} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
 
 
 def _status_kib(field: str) -> int:

@@ -104,23 +104,16 @@ def main():
     tome_gflops = count_gflops(models["tome"].cpu(), sample[:1]).item()
     models["tome"].to(args.device)
 
+    def peak_mib(name, batch):
+        return None if name == "compiled" else common.run_isolated(__file__, name, ratio, batch, common.settings(args))["peak_mib"]
+
     rows = []
     for batch in args.batch_sizes:
         x = images(batch).to(args.device)
         gflops = {name: tome_gflops if name == "tome" else mean_gflops(model, x, args) for name, model in models.items()}
-        with common.context(args):
-            seconds = common.time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, args.rounds, args.device)
-        for name in models:
-            speedup = seconds["plain"] / seconds[name]
-            flop_ratio = gflops["plain"] / gflops[name]
-            memory = "-"
-            if not args.no_memory and name != "compiled":
-                memory = f"{common.run_isolated(__file__, name, ratio, batch, common.settings(args))['peak_mib']:.0f}"
-            rows.append(
-                f"| {names[name]} | {batch} | {batch / seconds[name]:.1f} | {gflops[name]:.2f} | {speedup:.2f} | "
-                f"{speedup / flop_ratio:.2f} | {memory} |"
-            )
-            print(rows[-1], flush=True)
+        rows += common.comparison_rows(
+            models, names, x, gflops, lambda name: peak_mib(name, batch), args, rate=".1f", flops=".2f"
+        )
 
     description = (
         f"DeiT-S at 224 px, random weights{'' if args.sharpen == 1 else f' (query and key weights x{args.sharpen})'}, "

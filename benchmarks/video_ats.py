@@ -101,22 +101,18 @@ def benchmark(model_name: str, args) -> list:
         "noop": f"+ ATS {blocks[0]}-{blocks[-1]}, K={NOTHING_DROPPED} (nothing dropped)",
         "compiled": f"+ ATS {blocks[0]}-{blocks[-1]}, frame, rho={ratio}, torch.compile",
     }
+    def peak_mib(name, batch):
+        if name == "compiled":
+            return None
+        return common.run_isolated(__file__, model_name, name, ratio, batch, common.settings(args))["peak_mib"]
+
     rows = []
     for batch in args.batch_sizes:
         x = clips(model_name, batch).to(args.device)
         gflops = {name: mean_gflops(model, x, args) for name, model in models.items()}
-        with common.context(args):
-            seconds = common.time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, args.rounds, args.device)
-        for name in models:
-            speedup = seconds["plain"] / seconds[name]
-            memory = "-"
-            if not args.no_memory and name != "compiled":
-                memory = f"{common.run_isolated(__file__, model_name, name, ratio, batch, common.settings(args))['peak_mib']:.0f}"
-            rows.append(
-                f"| {names[name]} | {batch} | {batch / seconds[name]:.3f} | {gflops[name]:.1f} | {speedup:.2f} | "
-                f"{speedup / (gflops['plain'] / gflops[name]):.2f} | {memory} |"
-            )
-            print(rows[-1], flush=True)
+        rows += common.comparison_rows(
+            models, names, x, gflops, lambda name: peak_mib(name, batch), args, rate=".3f", flops=".1f"
+        )
     modes = kept_by_mode(model_name, ratio, args)
     total = frames * 196
     return [

@@ -80,6 +80,17 @@ def test_build_kinetics_from_class_folders(kinetics_dir):
     assert [v.label for v in dataset.videos] == [0, 1]
 
 
+def test_class_folder_splits_without_a_class_map_follow_the_training_tree(tmp_path):
+    for split, names in [("train", ["abseiling", "bowling", "zumba"]), ("val", ["zumba", "__MACOSX"])]:
+        for name in names:
+            write_counter_video(str(tmp_path / split / name / "clip.mp4"), 20)
+    cfg = kinetics_cfg(tmp_path)
+    options = ["DATA.TRAIN_LIST", "train", "DATA.VAL_LIST", "val", "DATA.CLASS_NAMES_FILE", "", "MODEL.NUM_CLASSES", 3]
+    cfg.merge_from_list(options)
+    assert [v.label for v in build_dataset(cfg, "train").videos] == [0, 1, 2]
+    assert [v.label for v in build_dataset(cfg, "val").videos] == [2]  # not 0: val lacks two classes
+
+
 def test_build_imagenet(tmp_path):
     for split, names in [("train", ["n01", "n02"]), ("val", ["n01", "n02"])]:
         for label, name in enumerate(names):
