@@ -28,7 +28,6 @@ from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 try:

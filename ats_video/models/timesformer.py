@@ -102,7 +102,7 @@ class DividedSpaceTimeBlock(nn.Module):
     def forward(self, x: Tensor, num_frames: int) -> Tensor:
         """[B, 1 + T*S, D] -> [B, 1 + T*S, D], CLS first, patches as ``(t s)``."""
         cls, patches = x[:, :1], x[:, 1:]
-        b, t = x.shape[0], num_frames
+        t = num_frames
 
         xt = rearrange(patches, "b (t s) d -> (b s) t d", t=t)
         res = rearrange(self.temporal_attn(self.temporal_norm1(xt)), "(b s) t d -> b (t s) d", s=patches.shape[1] // t)

@@ -374,7 +374,6 @@ class XViT(nn.Module):
         return rearrange(x, "n f p d -> (n f) p d")
 
     def forward_features(self, x: Tensor) -> Tensor:
-        batch = x.shape[0]
         x = self.embed(x)
         for block in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
