@@ -440,3 +440,13 @@ def test_bad_scores_and_budgets_are_errors(selector):
     for k in [0, -3, 0.0, -0.5, 1.5, 0.5j]:
         with pytest.raises((ValueError, TypeError)):
             ATSConfig(k)
+
+
+def test_scores_keep_float64_inputs_in_float64():
+    """The wider of the input's type and float32: float64 models are scored in float64."""
+    q, k, v = (torch.randn(20, 3, 8, dtype=torch.float64) for _ in range(3))
+    layout = Layout.dense(2, 10, q.device)
+    cls_attn = cls_attention(q, k, layout)
+    scores = significance_scores(cls_attn, layout.pad(v.norm(dim=-1)), 1)
+    assert cls_attn.dtype == scores.dtype == torch.float64
+    assert significance_scores(cls_attn.half(), layout.pad(v.norm(dim=-1)).half(), 1).dtype == torch.float32
