@@ -235,3 +235,61 @@ def test_last_checkpoint_ignores_partial_files(tmp_path):
     assert last_checkpoint(str(tmp_path)) == str(
         tmp_path / "checkpoints" / "checkpoint_epoch_00010.pyth"
     )
+
+
+class ClipViews(torch.utils.data.Dataset):
+    """4 videos x 2 views of random 2-frame clips of 16 px; video 2 is unusable."""
+
+    num_views = 2
+
+    def __init__(self):
+        self.videos = [VideoRecord(f"v{i}.mp4", i % 3) for i in range(4)]
+        self.clips = torch.randn(8, 3, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        video, view = divmod(index, 2)
+        usable = video != 2
+        return {
+            "video": self.clips[index] if usable else torch.zeros(3, 2, 16, 16),
+            "label": self.videos[video].label,
+            "video_index": video,
+            "view_index": view,
+            "usable": usable,
+            "error": "" if usable else "decord: cannot open",
+        }
+
+
+def test_kept_tokens_of_every_view_are_collected_in_view_order(one_process):
+    torch.manual_seed(0)
+    model = TimeSformer(num_frames=2, img_size=16, patch_size=4, embed_dim=12, depth=3,
+                        num_heads=2, num_classes=3)  # fmt: skip
+    ats_video.apply_ats(model.eval(), blocks=[1, 2], k=5)  # of 16 tokens per frame
+    data = ClipViews()
+    loader = eval_loader(
+        EngineDataset(data), batch_size=3, rank=0, world_size=1, num_workers=0, pin_memory=False
+    )
+    result = evaluate(
+        model,
+        loader,
+        num_classes=3,
+        ensemble="sum",
+        device=torch.device("cpu"),
+        autocast_dtype=None,
+        desc="test",
+        show_progress=False,
+    )
+    usable = [i for i in range(8) if i // 2 != 2]
+    want = {1: [], 2: []}
+    for i in usable:  # each view alone
+        with torch.no_grad():
+            model(data.clips[i : i + 1])
+        for record in ats_video.kept_tokens(model):
+            want[record.block].append(int(record.count.sum()))
+    assert sorted(result.kept_per_view) == [1, 2]
+    for block in (1, 2):
+        assert result.kept_per_view[block].tolist() == want[block]
+        assert result.kept_tokens[block] == pytest.approx(np.mean(want[block]))
+    assert len(set(want[2])) > 1  # the views kept different numbers: the order is checked
