@@ -1,6 +1,9 @@
 """ats_video.vis on its own: dimmed patches pixel by pixel, the grid's layout, outlines,
 animations, and the two plots (histogram, accuracy against GFLOPs) with legible labels."""
 
+import subprocess
+import sys
+
 import av
 import numpy as np
 import pytest
@@ -194,3 +197,14 @@ def test_sweep_plot_labels_every_point_without_overlaps():
 def test_sweep_plot_refuses_an_unknown_kind():
     with pytest.raises(ValueError, match="unknown kinds of budget"):
         vis.budget_sweep_figure([vis.SweepPoint("x", 1.0, 1.0, "topk")], title="t")
+
+
+def test_matplotlib_is_imported_only_to_draw_a_plot():
+    code = (
+        "import sys, ats_video, ats_video.vis, ats_video.inference, ats_video.engine.evaluate\n"
+        "assert 'matplotlib' not in sys.modules, 'imported'\n"
+        "ats_video.vis.kept_tokens_histogram({3: [1, 2]}, tokens_per_clip=4, title='t')\n"
+        "assert 'matplotlib' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
