@@ -23,6 +23,7 @@ NOTE: the views of a video go through the model as one batch, and in full precis
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -36,8 +37,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ats_video import vis
-from ats_video.build import build_model, build_video_dataset
+from ats_video.build import build_model, build_video_dataset, describe_ats
 from ats_video.checkpoint import load_checkpoint
+from ats_video.config import load_config
 from ats_video.data.imagenet import imagenet_eval_transform
 from ats_video.data.lists import VideoRecord, read_class_names
 from ats_video.data.video_io import UnusableVideoError
@@ -230,6 +232,58 @@ def split_files_and_options(items: Sequence[str]) -> tuple[List[str], List[str]]
     start at the first item written as a config key (``ATS.K``, ``OUTPUT_DIR``)."""
     start = next((i for i, item in enumerate(items) if _CONFIG_KEY.fullmatch(item)), len(items))
     return list(items[:start]), list(items[start:])
+
+
+def file_tool_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a tool that runs a model on files: ``FILE... [KEY VALUE ...]``
+    (``items``), ``--cfg``, ``--checkpoint``, ``--class-names``, ``--views``, ``--device``; the
+    tool adds its own options. Parse it with :func:`parse_file_tool_args`."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("items", nargs="*", metavar="FILE [KEY VALUE]", help="videos (images "
+                        "for an image config), then KEY VALUE pairs overriding the config")  # fmt: skip
+    parser.add_argument("--cfg", dest="cfg_file", required=True, help="YAML config file")
+    parser.add_argument("--checkpoint", help="weights (default: TEST.CHECKPOINT_FILE_PATH, "
+                        "else the last checkpoint in OUTPUT_DIR)")  # fmt: skip
+    parser.add_argument("--class-names", help="JSON list of class names or {name: index} "
+                        "(default: DATA.CLASS_NAMES_FILE)")  # fmt: skip
+    parser.add_argument("--views", choices=sorted(VIEWS), default="test",
+                        help="the config's test views (default) or the centre view")  # fmt: skip
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def parse_file_tool_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Options may come between the files; ``videos`` and ``opts`` are the files and the
+    KEY VALUE pairs."""
+    args = parser.parse_intermixed_args(argv)
+    args.videos, args.opts = split_files_and_options(args.items)
+    return args
+
+
+@dataclass
+class ToolModel:
+    """What a tool that runs files works with: the config, the model with its weights on the
+    device, the checkpoint's path, the class names (None: indices) and ``about``, the model
+    and its ATS in words."""
+
+    cfg: CfgNode
+    model: nn.Module
+    checkpoint: str
+    names: Optional[List[str]]
+    about: str
+
+
+def tool_model(args: argparse.Namespace) -> ToolModel:
+    """The config, class names and model a :func:`file_tool_parser` command line names; log
+    lines as :func:`quiet_logging` says."""
+    quiet_logging()
+    cfg = load_config(args.cfg_file, args.opts)
+    names = class_names(cfg, args.class_names)
+    checkpoint = checkpoint_file(cfg, args.checkpoint)
+    model = load_model(cfg, checkpoint, torch.device(args.device))
+    return ToolModel(cfg, model, checkpoint, names, f"{cfg.MODEL.ARCH}, {describe_ats(cfg, model)}")
 
 
 @dataclass

@@ -32,7 +32,6 @@ every video was read, 1 when one or more could not be, 2 for a wrong command lin
 # ruff: noqa: I001
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 
-import argparse
 import os
 import sys
 
@@ -40,45 +39,28 @@ import numpy as np
 import torch
 
 from ats_video import vis
-from ats_video.build import describe_ats
-from ats_video.config import load_config
 from ats_video.engine.evaluate import kept_tokens_text
 from ats_video.inference import (
-    VIEWS,
-    checkpoint_file,
     class_name,
-    class_names,
+    file_tool_parser,
     kept_token_picture,
-    load_model,
     num_views,
-    quiet_logging,
+    parse_file_tool_args,
     run_files,
-    split_files_and_options,
+    tool_model,
     unique_stems,
 )
 
 FEATURE_FORMATS = (".pt", ".npz")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("items", nargs="+", metavar="VIDEO [KEY VALUE]", help="videos, then "
-                        "KEY VALUE pairs overriding the config")  # fmt: skip
-    parser.add_argument("--cfg", dest="cfg_file", required=True, help="YAML config file")
-    parser.add_argument("--checkpoint", help="weights (default: TEST.CHECKPOINT_FILE_PATH, "
-                        "else the last checkpoint in OUTPUT_DIR)")  # fmt: skip
-    parser.add_argument("--class-names", help="JSON list of class names or {name: index}")
-    parser.add_argument("--views", choices=sorted(VIEWS), default="test",
-                        help="the config's test views (default) or the centre view")  # fmt: skip
+def parse_args(argv=None):
+    parser = file_tool_parser(__doc__)
     parser.add_argument("--top", type=int, default=5, help="classes to print (default 5)")
     parser.add_argument("--save-vis", metavar="DIR", help="write the kept-token pictures here")
     parser.add_argument("--save-features", metavar="FILE",
                         help="write the pre-logits features (.pt or .npz)")  # fmt: skip
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_intermixed_args(argv)
-    args.videos, args.opts = split_files_and_options(args.items)
+    args = parse_file_tool_args(parser, argv)
     if not args.videos:
         parser.error("no videos given")
     if args.save_features and not args.save_features.endswith(FEATURE_FORMATS):
@@ -96,19 +78,15 @@ def save_features(path: str, paths: list, features: torch.Tensor, **about) -> No
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    quiet_logging()
-    cfg = load_config(args.cfg_file, args.opts)
-    names = class_names(cfg, args.class_names)
-    checkpoint = checkpoint_file(cfg, args.checkpoint)
-    model = load_model(cfg, checkpoint, torch.device(args.device))
-    about = f"{cfg.MODEL.ARCH}, {describe_ats(cfg, model)}"
+    loaded = tool_model(args)
+    cfg, names = loaded.cfg, loaded.names
     clips, crops = num_views(cfg, args.views)
-    print(f"{about}, weights {checkpoint}; {clips}x{crops} views per video")
+    print(f"{loaded.about}, weights {loaded.checkpoint}; {clips}x{crops} views per video")
     if args.save_vis:
         os.makedirs(args.save_vis, exist_ok=True)
     read, failed, features = [], [], []
     stems = dict(zip(args.videos, unique_stems(args.videos)))
-    for n, result in enumerate(run_files(cfg, model, args.videos, args.views), 1):
+    for n, result in enumerate(run_files(cfg, loaded.model, args.videos, args.views), 1):
         head = f"[{n}/{len(args.videos)}] {result.path}"
         if result.error:
             print(f"{head}: cannot be read: {result.error}", flush=True)
@@ -127,7 +105,8 @@ def main(argv=None) -> int:
             kept = kept_tokens_text(prediction.kept_per_clip())
             print(f"  kept tokens per clip (of {tokens}), mean over the views: {kept}")
         if args.save_vis:
-            picture = kept_token_picture(cfg, result, about=about, views=args.views, names=names)
+            picture = kept_token_picture(cfg, result, about=loaded.about, views=args.views,
+                                         names=names)  # fmt: skip
             path = os.path.join(args.save_vis, stems[result.path] + ".png")
             vis.save_png(path, picture)
             print(f"  picture: {path}")
@@ -136,8 +115,10 @@ def main(argv=None) -> int:
         features.append(prediction.features)
     if args.save_features and features:
         save_features(args.save_features, read, torch.stack(features), arch=cfg.MODEL.ARCH,
-                      checkpoint=checkpoint, views=f"{clips}x{crops}")  # fmt: skip
+                      checkpoint=loaded.checkpoint, views=f"{clips}x{crops}")  # fmt: skip
         print(f"features of {len(read)} videos ({features[0].numel()} each): {args.save_features}")
+    elif args.save_features:
+        print(f"no features written to {args.save_features}: no video was read")
     print(f"{len(read)} of {len(args.videos)} videos read")
     for result in failed:
         print(f"  cannot be read: {result.path}: {result.error}", file=sys.stderr)

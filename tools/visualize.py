@@ -21,53 +21,34 @@ title. Exit status: 0 when every video was read, 1 when one or more could not be
 # ruff: noqa: I001
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 
-import argparse
 import os
 import sys
 
-import torch
-
 from ats_video import vis
-from ats_video.build import ats_blocks, describe_ats
-from ats_video.config import load_config
+from ats_video.build import ats_blocks
 from ats_video.data.lists import read_video_list
 from ats_video.inference import (
-    VIEWS,
     centre_view,
-    checkpoint_file,
-    class_names,
+    file_tool_parser,
     kept_token_picture,
-    load_model,
     num_views,
-    quiet_logging,
+    parse_file_tool_args,
     run_files,
-    split_files_and_options,
+    tool_model,
     unique_stems,
 )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("items", nargs="*", metavar="VIDEO [KEY VALUE]", help="videos, then "
-                        "KEY VALUE pairs overriding the config")  # fmt: skip
-    parser.add_argument("--cfg", dest="cfg_file", required=True, help="YAML config file")
+def parse_args(argv=None):
+    parser = file_tool_parser(__doc__)
     parser.add_argument("--out", required=True, help="directory for the pictures")
     parser.add_argument("--list", help="a `path label` video list (as DATA.TEST_LIST)")
     parser.add_argument("--limit", type=int, help="only the first N videos of --list")
-    parser.add_argument("--checkpoint", help="weights (default: TEST.CHECKPOINT_FILE_PATH, "
-                        "else the last checkpoint in OUTPUT_DIR)")  # fmt: skip
-    parser.add_argument("--class-names", help="JSON list of class names or {name: index}")
-    parser.add_argument("--views", choices=sorted(VIEWS), default="test",
-                        help="the config's test views (default) or the centre view")  # fmt: skip
     parser.add_argument("--animate", choices=("gif", "mp4"), help="also write an animation")
     parser.add_argument("--block", type=int, help="the ATS block the animation outlines "
                         "(default: the last)")  # fmt: skip
     parser.add_argument("--fps", type=float, default=4, help="animation frame rate (default 4)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_intermixed_args(argv)
-    args.videos, args.opts = split_files_and_options(args.items)
+    args = parse_file_tool_args(parser, argv)
     if not args.videos and not args.list:
         parser.error("give videos, or a list of them with --list")
     return args
@@ -81,34 +62,30 @@ def listed_videos(path: str, prefix: str, names=None, limit=None) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    quiet_logging()
-    cfg = load_config(args.cfg_file, args.opts)
-    names = class_names(cfg, args.class_names)
+    loaded = tool_model(args)
+    cfg = loaded.cfg
     labels = {path: None for path in args.videos}
     if args.list:
-        labels.update(listed_videos(args.list, cfg.DATA.PATH_PREFIX, names, args.limit))
+        labels.update(listed_videos(args.list, cfg.DATA.PATH_PREFIX, loaded.names, args.limit))
     paths = list(labels)
-    checkpoint = checkpoint_file(cfg, args.checkpoint)
-    model = load_model(cfg, checkpoint, torch.device(args.device))
-    about = f"{cfg.MODEL.ARCH}, {describe_ats(cfg, model)}"
-    blocks = ats_blocks(cfg, model)
+    blocks = ats_blocks(cfg, loaded.model)
     if args.animate and not blocks:
         raise SystemExit("--animate: the model has no ATS block (ATS.ENABLE False)")
     args.block = blocks[-1] if args.block is None and blocks else args.block
     if args.animate and args.block not in blocks:
         raise SystemExit(f"--block {args.block}: not an ATS block of this model; they are {blocks}")
-    print(f"{about}, weights {checkpoint}: {len(paths)} videos")
+    print(f"{loaded.about}, weights {loaded.checkpoint}: {len(paths)} videos")
     os.makedirs(args.out, exist_ok=True)
     stems = dict(zip(paths, unique_stems(paths)))
     failed = 0
-    for n, result in enumerate(run_files(cfg, model, paths, args.views), 1):
+    for n, result in enumerate(run_files(cfg, loaded.model, paths, args.views), 1):
         head = f"[{n}/{len(paths)}] {result.path}"
         if result.error:
             print(f"{head}: cannot be read: {result.error}", flush=True)
             failed += 1
             continue
-        picture = kept_token_picture(cfg, result, about=about, views=args.views, names=names,
-                                     label=labels[result.path])  # fmt: skip
+        picture = kept_token_picture(cfg, result, about=loaded.about, views=args.views,
+                                     names=loaded.names, label=labels[result.path])  # fmt: skip
         path = os.path.join(args.out, stems[result.path] + ".png")
         vis.save_png(path, picture)
         written = [path]
