@@ -69,8 +69,9 @@ def view_masks(kept: Sequence[KeptTokens], view: int) -> List[Tuple[int, np.ndar
 
 
 def patch_pixels(kept: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """A patch mask (h, w) as a pixel mask (H, W): patch (i, j) covers rows i*H//h .. and columns
-    j*W//w ..; pixels beyond the last whole patch (H not a multiple of h) belong to no token and
+    """A patch mask (h, w) as a pixel mask (H, W): with p = H // h and q = W // w (the patch
+    size), patch (i, j) covers rows i*p to (i+1)*p - 1 and columns j*q to (j+1)*q - 1; pixels
+    beyond the last whole patch (a crop not a multiple of the patch size) belong to no token and
     count as kept, since nothing was dropped there."""
     h, w = kept.shape
     height, width = size

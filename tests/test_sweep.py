@@ -107,6 +107,13 @@ def test_a_sweep_writes_its_table_rows_and_plot(data_dir, tmp_path, monkeypatch,
         assert plot.width >= 700 and plot.height >= 450
 
 
+def test_a_wrong_budget_is_named_before_any_test(data_dir, capsys):
+    with pytest.raises(SystemExit, match="--budgets: budget 'half': expected none, default"):
+        sweep.main(["--cfg", "", "--checkpoint", str(data_dir / "tiny.pyth"), "--budgets", "none",
+                    "half", *tiny(data_dir)])  # fmt: skip
+    assert "===" not in capsys.readouterr().out
+
+
 def test_a_failing_test_stops_the_sweep_and_names_it(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     code = sweep.main(["--cfg", "", "--checkpoint", str(data_dir / "tiny.pyth"), "--budgets",

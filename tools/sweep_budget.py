@@ -135,8 +135,8 @@ def number(value: Optional[float], digits: int) -> str:
     return "unknown" if value is None else f"{value:.{digits}f}"
 
 
-def row(budget: Budget, results: dict, configured: bool) -> dict:
-    """One budget's line of the sweep, from its test_results.json."""
+def row(budget: Budget, results: dict, configured: bool, run_dir: str) -> dict:
+    """One budget's line of the sweep, from the test_results.json in ``run_dir``."""
     return {
         "budget": budget.label,
         "kind": budget.kind,
@@ -147,7 +147,7 @@ def row(budget: Budget, results: dict, configured: bool) -> dict:
         "kept_tokens": results["kept_tokens"],
         "tokens_per_clip": results["tokens_per_clip"],
         "views": results["views"],
-        "run": results["output_dir"],
+        "run": run_dir,
     }
 
 
@@ -173,7 +173,10 @@ def main(argv=None) -> int:
         model = build_model(cfg)
     tokens_per_frame = model.patch_embed.num_patches
     tokens = list(dict.fromkeys(args.budgets or default_budgets(tokens_per_frame)))
-    budgets = [parse_budget(t, tokens_per_frame) for t in tokens]
+    try:
+        budgets = [parse_budget(t, tokens_per_frame) for t in tokens]
+    except ValueError as error:
+        raise SystemExit(f"--budgets: {error}") from None
     own = parse_budget(config_budget(cfg), tokens_per_frame)
     if own.name not in {b.name for b in budgets}:
         budgets.append(own)
@@ -189,7 +192,7 @@ def main(argv=None) -> int:
                   f"its log: {run_dir}/log.txt", file=sys.stderr)  # fmt: skip
             return done.returncode
         results = json.loads(Path(run_dir, "test_results.json").read_text())
-        rows.append(row(budget, {**results, "output_dir": run_dir}, budget.name == own.name))
+        rows.append(row(budget, results, budget.name == own.name, run_dir))
 
     text = table(rows)
     Path(out, "sweep.md").write_text(text + "\n")
