@@ -473,15 +473,18 @@ def _pad_limits(ax, xs: Sequence[float], ys: Sequence[float]) -> None:
         setter(low - margin, high + margin)
 
 
-# label offsets from a point in typographic points, tried in this order
-_OFFSETS = [(7, 6), (7, -15), (-7, 6), (-7, -15), (11, 11), (11, -20), (-11, 11), (-11, -20),
-            (9, 22), (9, -31), (-9, 22), (-9, -31),
-            (20, 36), (20, -44), (-20, 36), (-20, -44)]  # fmt: skip
+# where a label may go, tried in this order: (dx, dy) in typographic points from its point, and
+# the text's alignment there; near places first, then farther ones with a leader line
+_PLACES = [(7, 6, "left"), (0, 9, "center"), (7, -15, "left"), (0, -19, "center"),
+           (-7, 6, "right"), (-7, -15, "right"), (11, 11, "left"), (11, -20, "left"),
+           (-11, 11, "right"), (-11, -20, "right"), (9, 22, "left"), (9, -31, "left"),
+           (-9, 22, "right"), (-9, -31, "right"), (20, 36, "left"), (20, -44, "left"),
+           (-20, 36, "right"), (-20, -44, "right")]  # fmt: skip
 MARKER_RADIUS, RING_RADIUS = 5, 9  # points: room kept free around a dot, and around a ring
 
 
 def place_labels(ax, points: Sequence[Tuple[float, float, str, float]]) -> list:
-    """Writes each (x, y, label, radius) next to its point, at the first of a few offsets where
+    """Writes each (x, y, label, radius) next to its point, at the first of a few places where
     the text stays inside the axes and overlaps neither an earlier label, nor any point's marker
     (a square of ``radius`` points around it), nor the legend; far offsets get a leader line.
     Returns the text artists.
@@ -504,27 +507,29 @@ def place_labels(ax, points: Sequence[Tuple[float, float, str, float]]) -> list:
         markers.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
     texts = []
     for x, y, label, _ in points:
-        for dx, dy in _OFFSETS:
-            text = _annotate(ax, x, y, label, dx, dy, renderer)
+        for place in _PLACES:
+            text = _annotate(ax, x, y, label, place, renderer)
             box = Text.get_window_extent(text, renderer)  # the text, not its leader line
             inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
             if inside and not any(box.overlaps(other) for other in taken + markers):
                 break
             text.remove()
         else:  # nowhere free: the first place, overlapping rather than missing
-            text = _annotate(ax, x, y, label, *_OFFSETS[0], renderer)
+            text = _annotate(ax, x, y, label, _PLACES[0], renderer)
         taken.append(Text.get_window_extent(text, renderer))
         texts.append(text)
     return texts
 
 
-def _annotate(ax, x: float, y: float, label: str, dx: float, dy: float, renderer):
-    """``label`` at (dx, dy) points from the data point (x, y), a leader line when far, placed
-    (an annotation finds its place only when drawn, or when asked to as here)."""
+def _annotate(ax, x: float, y: float, label: str, place: Tuple[float, float, str], renderer):
+    """``label`` at ``place`` (dx, dy in points, alignment) from the data point (x, y), a
+    leader line when far, placed (an annotation finds its place only when drawn, or when asked
+    to as here)."""
+    dx, dy, align = place
     far = abs(dy) > 21
     text = ax.annotate(
-        label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9,
-        ha="left" if dx > 0 else "right", va="bottom",
+        label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=align,
+        va="bottom",
         arrowprops=dict(arrowstyle="-", color="grey", lw=0.6, shrinkA=0, shrinkB=4) if far else None,
     )  # fmt: skip
     text.update_positions(renderer)

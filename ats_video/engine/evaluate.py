@@ -232,5 +232,7 @@ def test_log_lines(results: Mapping[str, Any], what: str) -> List[str]:
         f"{results['num_views']} views each",
         f"GFLOPs per view: {fmt(gflops['as_run'])} as run, "
         f"{fmt(gflops['without_ats'])} without ATS",
-        f"mean kept tokens per clip (of {results['tokens_per_clip']}): {kept_tokens_text(kept)}",
+        f"mean kept tokens per clip (of {results['tokens_per_clip']}): {kept_tokens_text(kept)}"
+        if kept
+        else "kept tokens: all (no ATS)",
     ]
