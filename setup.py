@@ -17,6 +17,7 @@ setup(
         "decord",
         "einops",
         "fvcore",
+        "matplotlib",  # the plots of tools/run_net.py and tools/sweep_budget.py
         "numpy",
         "tensorboard",
         "tqdm",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
@@ -15,9 +15,10 @@ from torch import nn
 from ats_video.data.files import class_folders
 from ats_video.data.imagenet import ImageNetFolder
 from ats_video.data.kinetics import KineticsDataset
-from ats_video.data.lists import load_videos, read_class_names
+from ats_video.data.lists import VideoRecord, load_videos, read_class_names
 from ats_video.engine.schedule import lr_at
-from ats_video.families import apply_ats, create_model, video_architectures
+from ats_video.families import apply_ats, create_model, family_of, video_architectures
+from ats_video.tokens import unwrap
 
 SPLITS = ("train", "val", "test")
 
@@ -53,6 +54,38 @@ def build_model(cfg: CfgNode) -> nn.Module:
         blocks = cfg.ATS.BLOCKS or None
         apply_ats(model, blocks, budget, mode=cfg.ATS.MODE, selector=cfg.ATS.SELECTOR)
     return model
+
+
+def ats_blocks(cfg: CfgNode, model: nn.Module) -> list[int]:
+    """The ATS blocks ``cfg.ATS`` puts into ``model`` (empty without ATS), in order."""
+    if not cfg.ATS.ENABLE:
+        return []
+    model = unwrap(model)
+    return sorted(set(cfg.ATS.BLOCKS or family_of(model).default_blocks(len(model.blocks))))
+
+
+def describe_ats(cfg: CfgNode, model: nn.Module) -> str:
+    """``cfg.ATS`` in words for titles and logs, e.g. "ATS K=6 in blocks 3-5, per frame" or
+    "no ATS"; ``model`` (built from ``cfg``) gives the default blocks and budget."""
+    ats = cfg.ATS
+    if not ats.ENABLE:
+        return "no ATS"
+    model = unwrap(model)
+    if ats.K:
+        budget = f"K={ats.K}"
+    elif ats.RATIO:
+        budget = f"ratio {ats.RATIO:g}"
+    else:
+        budget = f"default K={model.patch_embed.num_patches}"
+    blocks = ats_blocks(cfg, model)
+    if not blocks:
+        return "ATS in no block"
+    consecutive = blocks == list(range(blocks[0], blocks[-1] + 1)) and len(blocks) > 2
+    where = f"{blocks[0]}-{blocks[-1]}" if consecutive else ", ".join(map(str, blocks))
+    text = f"ATS {budget} in block{'s' * (len(blocks) > 1)} {where}"
+    if len(family_of(model).modes) > 1:  # video
+        text += ", per frame" if ats.MODE == "frame" else ", shared"
+    return text + (", top-K" if ats.SELECTOR == "topk" else "")
 
 
 def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
@@ -103,6 +136,16 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
             f"{os.path.join(root, source)}: label {label} is out of range for MODEL.NUM_CLASSES "
             f"{cfg.MODEL.NUM_CLASSES}"
         )
+    return build_video_dataset(cfg, videos, split)
+
+
+def build_video_dataset(cfg: CfgNode, videos: Sequence[VideoRecord], split: str) -> KineticsDataset:
+    """The Kinetics-style dataset of ``videos`` for ``split``, sampled and transformed as
+    ``cfg.DATA`` (and ``cfg.TEST`` for testing) say: what :func:`build_dataset` makes of a list,
+    and what ``ats_video.inference`` makes of the videos a user names."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    data = cfg.DATA
     training = split == "train"
     return KineticsDataset(
         videos,

@@ -6,7 +6,7 @@ import ats_video  # noqa: F401  (before timm)
 import pytest
 import torch
 
-from ats_video.build import build_model
+from ats_video.build import ats_blocks, build_model, describe_ats
 from ats_video.config import get_cfg
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").rglob("*.yaml"))
@@ -48,3 +48,21 @@ def test_bad_config_is_named():
         build_model(config(None, "MODEL.ARCH", "resnet_9000"))
     with pytest.raises(ValueError, match="mode 'shared'"):
         build_model(config(None, "MODEL.ARCH", "deit_tiny_patch16_224", "ATS.MODE", "shared"))
+
+
+def test_ats_in_words_names_the_budget_blocks_and_mode():
+    def words(*overrides):
+        cfg = config(None, *overrides)
+        with torch.device("meta"):
+            model = build_model(cfg)
+        return ats_blocks(cfg, model), describe_ats(cfg, model)
+
+    assert words() == ([3, 4, 5], "ATS default K=196 in blocks 3-5, per frame")  # TimeSformer-B
+    assert words("ATS.K", "98", "ATS.BLOCKS", "[5, 3]", "ATS.MODE", "shared") == (
+        [3, 5], "ATS K=98 in blocks 3, 5, shared"
+    )
+    assert words("MODEL.ARCH", "deit_tiny_patch16_224", "ATS.RATIO", "0.5", "ATS.SELECTOR", "topk") == (
+        list(range(3, 12)), "ATS ratio 0.5 in blocks 3-11, top-K"
+    )  # an image model has no mode
+    assert words("ATS.BLOCKS", "[4]") == ([4], "ATS default K=196 in block 4, per frame")
+    assert words("ATS.ENABLE", "False") == ([], "no ATS")

@@ -127,23 +127,26 @@ def test_shards_cover_every_sample_exactly_once(length, world_size):
 
 
 class ViewSamples(torch.utils.data.Dataset):
-    """5 videos x 3 views; the "video" of a view is the logits the model should return, and
-    video 3 is unusable. A stand-in for KineticsDataset's test samples."""
+    """Videos x ``num_views`` views, video ``unusable`` unusable; a view's "video" is
+    ``inputs[index]``: by default 5 x 3 views of the logits [4] the model should return. A
+    stand-in for KineticsDataset's test samples."""
 
-    num_views = 3
-
-    def __init__(self):
-        self.videos = [VideoRecord(f"v{i}.mp4", i % 4) for i in range(5)]
-        self.logits = torch.randn(15, 4, generator=torch.Generator().manual_seed(0))
+    def __init__(self, inputs=None, num_views=3, unusable=3, num_classes=4):
+        if inputs is None:
+            inputs = torch.randn(15, 4, generator=torch.Generator().manual_seed(0))
+        self.inputs = inputs
+        self.num_views, self.unusable = num_views, unusable
+        count = len(inputs) // num_views
+        self.videos = [VideoRecord(f"v{i}.mp4", i % num_classes) for i in range(count)]
 
     def __len__(self):
-        return 15
+        return len(self.inputs)
 
     def __getitem__(self, index):
-        video, view = divmod(index, 3)
-        usable = video != 3
+        video, view = divmod(index, self.num_views)
+        usable = video != self.unusable
         return {
-            "video": self.logits[index] if usable else torch.zeros(4),
+            "video": self.inputs[index] if usable else torch.zeros_like(self.inputs[index]),
             "label": self.videos[video].label,
             "video_index": video,
             "view_index": view,
@@ -172,24 +175,30 @@ def one_process():
     shutdown()
 
 
-@pytest.mark.parametrize("ensemble", ["sum", "max"])
-def test_views_are_combined_per_video(one_process, ensemble):
-    data = ViewSamples()
-    model = Recording()
+def evaluate_views(model, data, *, batch_size, num_classes=4, ensemble="sum"):
+    """:func:`evaluate` of ``model`` over the views of ``data`` on one CPU process."""
     loader = eval_loader(
-        EngineDataset(data), batch_size=3, rank=0, world_size=1, num_workers=0, pin_memory=False
-    )
-    result = evaluate(
+        EngineDataset(data), batch_size=batch_size, rank=0, world_size=1, num_workers=0,
+        pin_memory=False,
+    )  # fmt: skip
+    return evaluate(
         model,
         loader,
-        num_classes=4,
+        num_classes=num_classes,
         ensemble=ensemble,
         device=torch.device("cpu"),
         autocast_dtype=None,
         desc="test",
         show_progress=False,
     )
-    probs = data.logits.softmax(-1).view(5, 3, 4)
+
+
+@pytest.mark.parametrize("ensemble", ["sum", "max"])
+def test_views_are_combined_per_video(one_process, ensemble):
+    data = ViewSamples()
+    model = Recording()
+    result = evaluate_views(model, data, batch_size=3, ensemble=ensemble)
+    probs = data.inputs.softmax(-1).view(5, 3, 4)
     expected = probs.sum(1) if ensemble == "sum" else probs.amax(1)
     usable = torch.tensor([True, True, True, False, True])
     torch.testing.assert_close(result.scores[usable], expected[usable])
@@ -205,20 +214,8 @@ def test_views_are_combined_per_video(one_process, ensemble):
 
 def test_views_split_across_batches_still_combine(one_process):
     data = ViewSamples()
-    loader = eval_loader(
-        EngineDataset(data), batch_size=4, rank=0, world_size=1, num_workers=0, pin_memory=False
-    )
-    result = evaluate(
-        Recording(),
-        loader,
-        num_classes=4,
-        ensemble="sum",
-        device=torch.device("cpu"),
-        autocast_dtype=None,
-        desc="test",
-        show_progress=False,
-    )
-    torch.testing.assert_close(result.scores[0], data.logits[:3].softmax(-1).sum(0))
+    result = evaluate_views(Recording(), data, batch_size=4)
+    torch.testing.assert_close(result.scores[0], data.inputs[:3].softmax(-1).sum(0))
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -235,3 +232,26 @@ def test_last_checkpoint_ignores_partial_files(tmp_path):
     assert last_checkpoint(str(tmp_path)) == str(
         tmp_path / "checkpoints" / "checkpoint_epoch_00010.pyth"
     )
+
+
+def test_kept_tokens_of_every_view_are_collected_in_view_order(one_process):
+    torch.manual_seed(0)
+    model = TimeSformer(num_frames=2, img_size=16, patch_size=4, embed_dim=12, depth=3,
+                        num_heads=2, num_classes=3)  # fmt: skip
+    ats_video.apply_ats(model.eval(), blocks=[1, 2], k=5)  # of 16 tokens per frame
+    # 4 videos x 2 views of random 2-frame clips of 16 px; video 2 is unusable
+    clips = torch.randn(8, 3, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+    data = ViewSamples(clips, num_views=2, unusable=2, num_classes=3)
+    result = evaluate_views(model, data, batch_size=3, num_classes=3)
+    usable = [i for i in range(8) if i // 2 != 2]
+    want = {1: [], 2: []}
+    for i in usable:  # each view alone
+        with torch.no_grad():
+            model(clips[i : i + 1])
+        for record in ats_video.kept_tokens(model):
+            want[record.block].append(int(record.count.sum()))
+    assert sorted(result.kept_per_view) == [1, 2]
+    for block in (1, 2):
+        assert result.kept_per_view[block].tolist() == want[block]
+        assert result.kept_tokens[block] == pytest.approx(np.mean(want[block]))
+    assert len(set(want[2])) > 1  # the views kept different numbers: the order is checked

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import ats_video  # noqa: F401  (before timm)
 from ats_video.data.video_io import write_video
@@ -131,6 +132,8 @@ def test_train_then_test_learns_the_easy_task(trained, data_dir):
     assert results["views"] == "1x3" and results["ats"]["ENABLE"] is False
     assert results["checkpoint"] == str(trained / "checkpoints" / "checkpoint_epoch_00003.pyth")
     assert results["kept_tokens"] == {}
+    assert not (trained / "kept_tokens_histogram.png").exists()  # no ATS, no histogram
+    assert "no kept-token histogram" in (trained / "log.txt").read_text()
     log = read_jsonl(trained / "log.jsonl")
     train_rows = [r for r in log if r["split"] == "train"]
     assert [r["iter"] for r in train_rows if r["epoch"] == 1] == [2, 4]  # 19 videos, 6 a batch
@@ -261,6 +264,14 @@ def test_two_processes_give_the_predictions_of_one(trained, data_dir, tmp_path):
     assert one["kept_tokens"].keys() == two["kept_tokens"].keys() == {"3"}
     assert two["kept_tokens"]["3"] == pytest.approx(one["kept_tokens"]["3"], rel=1e-9)
     assert one["kept_tokens"]["3"] < 4 * 16  # K = 6 of 16 tokens per frame, 4 frames
+    # beside test_results.json, the histogram of kept tokens per view: from the views of both
+    # processes it is the same picture as from one
+    one, two = (
+        np.asarray(Image.open(tmp_path / run / "kept_tokens_histogram.png").convert("RGB"))
+        for run in ("one", "two")
+    )
+    assert one.shape[1] >= 600 and np.array_equal(one, two)
+    assert f"wrote {tmp_path / 'one' / 'kept_tokens_histogram.png'}" in (tmp_path / "one" / "log.txt").read_text()
 
 
 def test_official_checkpoint_fine_tunes_with_only_the_head_new(data_dir, tmp_path, caplog):

@@ -10,7 +10,8 @@ NCCL on GPUs, gloo on CPUs. TRAIN.BATCH_SIZE and TEST.BATCH_SIZE are totals over
 
 Everything is written under OUTPUT_DIR: config.yaml (the whole config),
 checkpoints/checkpoint_epoch_NNNNN.pyth, log.txt, log.jsonl, tensorboard/, and after the test
-test_results.json and test_predictions.csv.
+test_results.json, test_predictions.csv and (with ATS) kept_tokens_histogram.png, the kept
+tokens per clip of each ATS block.
 Training starts from the last checkpoint there when TRAIN.AUTO_RESUME is set (and continues
 exactly as an uninterrupted run would), else from TRAIN.CHECKPOINT_FILE_PATH (a classifier of
 another class count is re-initialised), else from random weights. The test loads
@@ -30,7 +31,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ats_video.build import build_dataset, build_lr_schedule, build_model, build_optimizer
+from ats_video.build import (
+    build_dataset,
+    build_lr_schedule,
+    build_model,
+    build_optimizer,
+    describe_ats,
+)
 from ats_video.checkpoint import load_checkpoint
 from ats_video.config import load_config
 from ats_video.engine.checkpoints import last_checkpoint, resume, save_training_checkpoint
@@ -46,8 +53,10 @@ from ats_video.engine.evaluate import (
 )
 from ats_video.engine.logs import Recorder, setup_logging
 from ats_video.engine.train import train_epoch
+from ats_video.vis import kept_tokens_histogram
 
 logger = logging.getLogger("run_net")
+HISTOGRAM = "kept_tokens_histogram.png"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -228,6 +237,22 @@ def test(cfg, process: Process) -> None:
     if evaluation.unusable.failures:
         logger.warning(evaluation.unusable.summary())
     logger.info(f"wrote {cfg.OUTPUT_DIR}/test_results.json and test_predictions.csv")
+    title = f"{cfg.MODEL.ARCH}, {describe_ats(cfg, model)}, {views} test"
+    logger.info(write_kept_histogram(cfg.OUTPUT_DIR, evaluation, title))
+
+
+def write_kept_histogram(output_dir: str, evaluation: Evaluation, title: str) -> str:
+    """Draws OUTPUT_DIR/kept_tokens_histogram.png (kept tokens per clip, per ATS block) where
+    the model has ATS; says what it did."""
+    if not evaluation.kept_per_view:
+        return "no kept tokens recorded (no ATS, or no view run): no kept-token histogram"
+    per_clip = {block: counts.numpy() for block, counts in evaluation.kept_per_view.items()}
+    figure = kept_tokens_histogram(
+        per_clip, tokens_per_clip=evaluation.tokens_per_clip, title=title
+    )
+    path = os.path.join(output_dir, HISTOGRAM)
+    figure.savefig(path, dpi=110)
+    return f"wrote {path}"
 
 
 def main(argv=None) -> int:

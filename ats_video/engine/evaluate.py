@@ -17,7 +17,7 @@ import csv
 import json
 import logging
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -45,6 +45,8 @@ class Evaluation:
     unusable: those videos, with the reasons (every process's, merged).
     views_run: views forwarded (usable ones).
     kept_tokens: ATS block -> mean kept patch tokens per view (clip), over the views run.
+    kept_per_view: ATS block -> [views_run] long, the kept patch tokens of each view run, in
+        view order (the processes' slices one after the other), for the histogram.
     tokens_per_clip: patch tokens a clip has before any ATS block (None without ATS).
     gflops_per_view: mean GFLOPs per view as run; gflops_without_ats: the same model without
         ATS. NaN where unknown.
@@ -56,6 +58,7 @@ class Evaluation:
     unusable: UnusableVideos
     views_run: int
     kept_tokens: Dict[int, float] = field(default_factory=dict)
+    kept_per_view: Dict[int, Tensor] = field(default_factory=dict)
     tokens_per_clip: Optional[int] = None
     gflops_per_view: float = float("nan")
     gflops_without_ats: float = float("nan")
@@ -91,8 +94,9 @@ def evaluate(
     scores = torch.zeros(num_videos, num_classes, device=device)
     views = torch.zeros(num_videos, dtype=torch.long, device=device)
     unusable = UnusableVideos(dataset)
-    # added over the processes at the end: "views" run, their "gflops", ("kept", block) tokens
+    # added over the processes at the end: "views" run, their "gflops"
     stats: Counter = Counter()
+    kept_per_view: Dict[int, List[Tensor]] = defaultdict(list)  # block -> per batch [views]
     tokens_per_clip = None
     # disable=None: a bar only where the output is a terminal, not in logs
     progress = tqdm(
@@ -120,7 +124,7 @@ def evaluate(
                 scores.scatter_reduce_(0, index[:, None].expand_as(probs), probs, "amax")
             kept = kept_tokens(model)
             for record in kept:
-                stats["kept", record.block] += record.count.sum().item()
+                kept_per_view[record.block].append(record.count.sum(dim=1).cpu())
                 tokens_per_clip = record.grid[0] * record.grid[1] * record.grid[2]
             stats["gflops"] += gflops_as_run(model, kept, len(inputs)).sum().item()
             stats["views"] += len(inputs)
@@ -135,14 +139,18 @@ def evaluate(
             "the test shards overlap or miss views"
         )
     total: Counter = Counter()
-    for failures, process_stats, process_tokens in all_gather(
-        (unusable.failures, stats, tokens_per_clip)
+    per_view: Dict[int, List[Tensor]] = defaultdict(list)
+    mine = {block: torch.cat(counts) for block, counts in kept_per_view.items()}
+    for failures, process_stats, process_tokens, process_kept in all_gather(
+        (unusable.failures, stats, tokens_per_clip, mine)
     ):
         unusable.merge(failures)
         total.update(process_stats)  # unlike +, keeps NaN (GFLOPs unknown)
         tokens_per_clip = tokens_per_clip or process_tokens
+        for block, counts in process_kept.items():
+            per_view[block].append(counts)
     views_run = total["views"]
-    kept = [(key[1], value) for key, value in total.items() if isinstance(key, tuple)]
+    kept = {block: torch.cat(counts) for block, counts in sorted(per_view.items())}
     labels = torch.tensor([v.label for v in dataset.videos])
     usable = torch.ones(num_videos, dtype=torch.bool)
     usable[list(unusable.failures)] = False
@@ -153,7 +161,8 @@ def evaluate(
         usable=usable,
         unusable=unusable,
         views_run=views_run,
-        kept_tokens={block: value / views_run for block, value in sorted(kept)},
+        kept_tokens={block: counts.double().mean().item() for block, counts in kept.items()},
+        kept_per_view=kept,
         tokens_per_clip=tokens_per_clip,
         gflops_per_view=total["gflops"] / views_run if views_run else float("nan"),
         gflops_without_ats=plain,
@@ -223,5 +232,7 @@ def test_log_lines(results: Mapping[str, Any], what: str) -> List[str]:
         f"{results['num_views']} views each",
         f"GFLOPs per view: {fmt(gflops['as_run'])} as run, "
         f"{fmt(gflops['without_ats'])} without ATS",
-        f"mean kept tokens per clip (of {results['tokens_per_clip']}): {kept_tokens_text(kept)}",
+        f"mean kept tokens per clip (of {results['tokens_per_clip']}): {kept_tokens_text(kept)}"
+        if kept
+        else "kept tokens: all (no ATS)",
     ]
