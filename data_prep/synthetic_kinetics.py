@@ -1,11 +1,14 @@
 """Writes a small synthetic action dataset in Kinetics format, for demos and tests.
 
-Each class is a way a shape moves (right, left, down, up, circling either way, growing,
-shrinking) over a background from a plain colour to clutter (ats_video/data/synthetic.py); a
+Each class is a way a light shape moves (along an axis, around a circle, in size, blinking, not
+at all) over a darker background from a plain colour to clutter (ats_video/data/synthetic.py); a
 small model learns it in minutes on a CPU. Output, under --out:
 
     train/<class name>/<youtube_id>_<start:06d>_<end:06d>.mp4    (and val/)
     train.csv, val.csv        `relative/path label` lines (DATA.PATH_TO_DATA_DIR = --out)
+    train_clutter<L>.csv, val_clutter<L>.csv
+                              the same, of the videos with background clutter level L: 0 plain,
+                              1 gradient, 2 gradient and noise, 3 noise and distractor shapes
     classids.json             {class name: index}
     annotations/train.csv, annotations/validate.csv
                               official-style CSVs (label, youtube_id, time_start, time_end,
@@ -50,8 +53,8 @@ def parse_args(argv):
         default=len(SYNTHETIC_CLASSES),
         help=f"number of classes, at most {len(SYNTHETIC_CLASSES)} (default: all)",
     )
-    parser.add_argument("--train-per-class", type=int, default=24)
-    parser.add_argument("--val-per-class", type=int, default=6)
+    parser.add_argument("--train-per-class", type=int, default=48)
+    parser.add_argument("--val-per-class", type=int, default=12)
     parser.add_argument("--frames", type=int, default=48, help="frames per video (default 48)")
     parser.add_argument("--fps", type=int, default=12, help="frame rate (default 12)")
     parser.add_argument("--size", default="128x96", help="WIDTHxHEIGHT, even (default 128x96)")
@@ -126,6 +129,11 @@ def csv_text(rows: list[list]) -> str:
     return out.getvalue()
 
 
+def list_text(videos: list[dict]) -> str:
+    """The ``path label`` lines of ``videos``."""
+    return "".join(f"{v['path']} {v['label']}\n" for v in videos)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -170,10 +178,12 @@ def main(argv=None) -> int:
     os.makedirs(os.path.join(args.out, "annotations"), exist_ok=True)
     for split, official in SPLITS.items():
         rows = [v for v in videos if v["split"] == split]
-        write_text_atomic(
-            os.path.join(args.out, f"{split}.csv"),
-            "".join(f"{v['path']} {v['label']}\n" for v in rows),
-        )
+        write_text_atomic(os.path.join(args.out, f"{split}.csv"), list_text(rows))
+        for level in range(CLUTTER_LEVELS):
+            write_text_atomic(
+                os.path.join(args.out, f"{split}_clutter{level}.csv"),
+                list_text([v for v in rows if v["clutter"] == level]),
+            )
         header = ["label", "youtube_id", "time_start", "time_end", "split", "is_cc"]
         write_text_atomic(
             os.path.join(args.out, "annotations", f"{official}.csv"),

@@ -67,6 +67,13 @@ def test_synthetic_kinetics_layout_and_rerun(synthetic, capsys):
     assert re.fullmatch(r"[A-Za-z0-9_-]{11}_\d{6}_\d{6}\.mp4", os.path.basename(train[0].path))
     assert f"/train/{SYNTHETIC_CLASSES[0]}/" in train[0].path
     assert count_frames(train[0].path) == 16
+    # Clutter cycles over each class's videos: levels 0 and 1 here, level 2 and 3 lists empty.
+    by_level = [
+        read_video_list(os.path.join(synthetic, f"train_clutter{level}.csv"), prefix=synthetic)
+        if level < 2 else open(os.path.join(synthetic, f"train_clutter{level}.csv")).read()
+        for level in range(4)
+    ]  # fmt: skip
+    assert by_level[0] == train[0::2] and by_level[1] == train[1::2] and by_level[2:] == ["", ""]
     mtime = os.path.getmtime(train[0].path)
     capsys.readouterr()
     assert script("synthetic_kinetics").main(["--out", synthetic, *SYNTHETIC_ARGS]) == 0
@@ -75,20 +82,32 @@ def test_synthetic_kinetics_layout_and_rerun(synthetic, capsys):
     assert script("synthetic_kinetics").main(["--out", synthetic, "--frames", "8"]) == 1
 
 
+def actor_masks(frames):
+    """Per frame, the pixels that differ from the top-left pixel (the plain background)."""
+    return np.abs(frames.astype(int) - frames[0, 0, 0].astype(int)).sum(-1) > 30
+
+
 def test_synthetic_actions_are_deterministic_and_move():
-    a = render_action(SYNTHETIC_CLASSES.index("moving right"), seed=[1], clutter=0)
-    assert np.array_equal(
-        a, render_action(SYNTHETIC_CLASSES.index("moving right"), seed=[1], clutter=0)
-    )
-    background = a[0, 0, 0].astype(int)
-    columns = [
-        np.nonzero((np.abs(f.astype(int) - background).sum(-1) > 30).any(0))[0].mean() for f in a
-    ]
-    assert columns[-1] - columns[0] > 0.4 * a.shape[2]  # the actor crossed much of the frame
-    shrinking = render_action(SYNTHETIC_CLASSES.index("shrinking"), seed=[1], clutter=0)
-    background = shrinking[0, 0, 0].astype(int)
-    areas = [(np.abs(f.astype(int) - background).sum(-1) > 30).sum() for f in shrinking]
-    assert areas[0] > 3 * areas[-1]
+    def render(name, seed=1):
+        return render_action(SYNTHETIC_CLASSES.index(name), seed=[seed], clutter=0)
+
+    horizontal = render("moving horizontally")
+    assert np.array_equal(horizontal, render("moving horizontally"))
+    columns = [np.nonzero(m.any(0))[0].mean() for m in actor_masks(horizontal)]
+    assert abs(columns[-1] - columns[0]) > 0.4 * horizontal.shape[2]  # it crossed much of the frame
+    rows = [np.nonzero(m.any(1))[0].mean() for m in actor_masks(horizontal)]
+    assert max(rows) - min(rows) < 1
+    areas = actor_masks(render("changing size")).sum((1, 2))
+    assert max(areas[0], areas[-1]) > 3 * min(areas[0], areas[-1])
+    assert (actor_masks(render("blinking")).sum((1, 2)) == 0).any()  # off in some frames
+    still = actor_masks(render("standing still"))
+    assert (still == still[0]).all() and still[0].any()
+    # Either way in time: over seeds, the motion runs both left-to-right and right-to-left.
+    directions = set()
+    for seed in range(8):
+        masks = actor_masks(render("moving horizontally", seed))
+        directions.add(np.nonzero(masks[-1].any(0))[0].mean() > np.nonzero(masks[0].any(0))[0].mean())
+    assert directions == {True, False}
 
 
 def test_synthetic_dataset_through_build_dataset_and_loader(synthetic):

@@ -1,10 +1,14 @@
 """Synthetic actions: a shape moving in a class-specific way over a plain-to-cluttered background.
 
 Used by ``data_prep/synthetic_kinetics.py`` (a Kinetics-format dataset for demos) and the tests.
-Each video is a pure function of its class and a seed. The classes come in time-reversed pairs
-(right/left, down/up, clockwise/anticlockwise, growing/shrinking), so telling a pair apart needs
-the order of the frames, not only their content; shape, colour, size, speed and path vary within
-a class, and the background ranges from a plain colour to static clutter of distractor shapes.
+Each video is a pure function of its class and a seed. A class is a kind of motion (along an
+axis, around a circle, in size, blinking, none), seen only across frames: one frame shows where
+the shape is, not how it moves. Every motion runs forwards or backwards in time at random, so
+the classes do not hinge on the frames' order (time-reversed classes, such as left against right,
+take a tiny model far longer to learn than the minutes the demo gives it). Shape, colour, size,
+speed and path vary within a class, and the background ranges from a plain colour to static
+clutter of distractor shapes. The actor is the brightest thing in the frame (a light colour over
+a darker background).
 """
 
 from __future__ import annotations
@@ -13,14 +17,12 @@ import numpy as np
 
 # Sorted, as Kinetics class indices are.
 SYNTHETIC_CLASSES = (
-    "circling anticlockwise",
-    "circling clockwise",
-    "growing",
-    "moving down",
-    "moving left",
-    "moving right",
-    "moving up",
-    "shrinking",
+    "blinking",
+    "changing size",
+    "circling",
+    "moving horizontally",
+    "moving vertically",
+    "standing still",
 )
 SHAPES = ("disk", "square", "diamond")
 CLUTTER_LEVELS = 4  # 0 plain, 1 gradient, 2 gradient and noise, 3 noise and distractor shapes
@@ -37,12 +39,12 @@ def _shape_mask(shape: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float
 
 def _background(rng: np.random.Generator, height: int, width: int, clutter: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(0, 255, 3)
+    base = rng.uniform(0, 110, 3)
     image = np.broadcast_to(base, (height, width, 3)).astype(np.float32)
     if clutter >= 1:
         direction = rng.uniform(-1, 1, 2)
         ramp = (direction[0] * yy / height + direction[1] * xx / width)[..., None]
-        image = image + ramp * rng.uniform(-120, 120, 3)
+        image = image + ramp * rng.uniform(-60, 60, 3)
     if clutter >= 2:
         image = image + rng.normal(0, 12 * clutter, (height, width, 3))
     if clutter >= 3:
@@ -55,42 +57,40 @@ def _background(rng: np.random.Generator, height: int, width: int, clutter: int)
                 rng.uniform(0, width),
                 rng.uniform(0.05, 0.12) * min(height, width),
             )
-            image[mask] = rng.uniform(0, 255, 3)
+            image[mask] = rng.uniform(0, 150, 3)
     return image
 
 
 def _trajectory(
     action: str, rng: np.random.Generator, t: np.ndarray, height: int, width: int, r0: float
 ):
-    """Centre (cy, cx) and radius per frame for ``action``; t runs from 0 to 1."""
+    """Centre (cy, cx), radius and visibility per frame for ``action``; t runs from 0 to 1."""
+    if rng.random() < 0.5:  # backwards in time
+        t = 1 - t
+    shown = np.ones_like(t, dtype=bool)
     side = min(height, width)
     if action.startswith("moving"):
-        axis_len, other_len = (
-            (width, height) if action in ("moving right", "moving left") else (height, width)
-        )
+        horizontal = action == "moving horizontally"
+        axis_len, other_len = (width, height) if horizontal else (height, width)
         travel = rng.uniform(0.45, 0.65) * axis_len
-        start = rng.uniform(r0, axis_len - r0 - travel)
-        along = start + travel * t
-        if action in ("moving left", "moving up"):
-            along = along[::-1]
+        along = rng.uniform(r0, axis_len - r0 - travel) + travel * t
         across = np.full_like(t, rng.uniform(r0, other_len - r0))
-        cy, cx = (across, along) if action in ("moving right", "moving left") else (along, across)
-        return cy, cx, np.full_like(t, r0)
-    if action.startswith("circling"):
+        cy, cx = (across, along) if horizontal else (along, across)
+        return cy, cx, np.full_like(t, r0), shown
+    if action == "circling":
         radius = rng.uniform(0.2, 0.3) * side
         cy0 = rng.uniform(radius + r0, height - radius - r0)
         cx0 = rng.uniform(radius + r0, width - radius - r0)
-        # Angles grow clockwise on screen, where y points down.
-        sign = 1 if action == "circling clockwise" else -1
-        angle = rng.uniform(0, 2 * np.pi) + sign * rng.uniform(1.2, 2.0) * np.pi * t
-        return cy0 + radius * np.sin(angle), cx0 + radius * np.cos(angle), np.full_like(t, r0)
+        angle = rng.uniform(0, 2 * np.pi) + rng.uniform(1.2, 2.0) * np.pi * t
+        return cy0 + radius * np.sin(angle), cx0 + radius * np.cos(angle), np.full_like(t, r0), shown
     small, large = 0.6 * r0, rng.uniform(1.8, 2.4) * r0
-    sizes = small + (large - small) * t
-    if action == "shrinking":
-        sizes = sizes[::-1]
     cy = np.full_like(t, rng.uniform(large, height - large))
     cx = np.full_like(t, rng.uniform(large, width - large))
-    return cy, cx, sizes
+    if action == "changing size":
+        return cy, cx, small + (large - small) * t, shown
+    if action == "blinking":  # on and off 2.5 to 3.5 times over the video
+        shown = np.sin(2 * np.pi * (rng.uniform(2.5, 3.5) * t + rng.uniform(0, 1))) > 0
+    return cy, cx, np.full_like(t, r0), shown  # standing still, or blinking in place
 
 
 def render_action(
@@ -119,14 +119,16 @@ def render_action(
     background = _background(rng, height, width, clutter)
     r0 = rng.uniform(0.08, 0.13) * min(height, width)
     t = np.linspace(0, 1, num_frames)
-    cy, cx, radius = _trajectory(SYNTHETIC_CLASSES[class_index], rng, t, height, width, r0)
+    cy, cx, radius, shown = _trajectory(SYNTHETIC_CLASSES[class_index], rng, t, height, width, r0)
     shape = str(rng.choice(SHAPES))
-    # At least 90 levels from the mean background in every channel, so the actor stands out.
-    colour = (background.mean((0, 1)) + rng.uniform(90, 165, 3)) % 255
+    # Light, in every channel above the darker background's levels (base 0-110, a ramp of at most
+    # 60, distractors 0-150), so the actor stands out.
+    colour = rng.uniform(200, 255, 3)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     for i in range(num_frames):
         frame = background.copy()
-        frame[_shape_mask(shape, yy, xx, cy[i], cx[i], radius[i])] = colour
+        if shown[i]:
+            frame[_shape_mask(shape, yy, xx, cy[i], cx[i], radius[i])] = colour
         frames[i] = np.clip(frame, 0, 255)
     return frames
