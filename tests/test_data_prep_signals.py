@@ -73,6 +73,9 @@ def start(tmp_path, script: str, job: str, argv: list[str]) -> tuple[subprocess.
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal gives a command
+        # Ctrl-C's default action, as in a terminal, even where this test runs in the background
+        # (a shell starts background jobs with SIGINT ignored, and children inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     return process, marks
 
