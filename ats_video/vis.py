@@ -534,3 +534,35 @@ def _annotate(ax, x: float, y: float, label: str, place: Tuple[float, float, str
     )  # fmt: skip
     text.update_positions(renderer)
     return text
+
+
+def clutter_figure(
+    levels: Sequence[str], series: Mapping[str, Tuple[Sequence[float], Optional[Sequence[float]]]],
+    *, tokens: int, title: str,
+) -> "Figure":
+    """Two panels over the background levels ``levels`` (x axis): top-1 (%) and mean kept tokens
+    per clip. ``series`` maps a budget's label to its top-1 and kept tokens per level (None
+    without ATS, drawn in the top-1 panel only); ``tokens`` is a clip's patch tokens, the top of
+    the kept-tokens axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.2), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    accuracy, kept = fig.subplots(1, 2)
+    x = np.arange(len(levels))
+    for (label, (top1, tokens_kept)), marker in zip(series.items(), "soD^v"):
+        accuracy.plot(x, top1, marker + "-", label=label)
+        if tokens_kept is not None:
+            kept.plot(x, tokens_kept, marker + "-", label=label, color=accuracy.lines[-1].get_color())
+    accuracy.set_ylabel("top-1 accuracy (%)")
+    accuracy.set_ylim(0, 100)
+    kept.set_ylabel(f"mean kept tokens per clip (of {tokens})")
+    kept.set_ylim(0, tokens)
+    for ax in (accuracy, kept):
+        ax.set_xticks(x, levels)
+        ax.set_xlabel("background")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    return fig

@@ -95,7 +95,7 @@ def test_a_sweep_writes_its_table_rows_and_plot(data_dir, tmp_path, monkeypatch,
     assert rows[0]["kept_tokens"] == {} and 0 < rows[1]["kept_tokens"]["3"] <= 4 * 4
     table = (out / "sweep.md").read_text().splitlines()
     assert table[0] == (
-        "| budget | top-1 (%) | top-5 (%) | GFLOPs per view | "
+        "| budget | top-1 (%) | top-5 (%) | views | GFLOPs per view | "
         "mean kept tokens per clip after blocks 2, 3 (of 64) |"
     )
     assert table[2].startswith("| no ATS | ") and table[2].endswith("| all (no ATS) |")

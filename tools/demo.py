@@ -17,6 +17,8 @@ Output of an earlier demo is replaced.
 """
 
 # ruff: noqa: I001
+import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
+
 import argparse
 import json
 import shlex
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from ats_video.engine.evaluate import results_table
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = "configs/Synthetic/TimeSformer_tiny_ATS.yaml"
@@ -48,27 +52,6 @@ def last_checkpoint(output_dir: str) -> str:
     return str(paths[-1].relative_to(ROOT))
 
 
-def table(rows: list) -> str:
-    """The markdown table of the test results ``rows``: (name, results dict)."""
-    blocks = sorted({int(b) for _, r in rows for b in r["kept_tokens"]})
-    tokens = next((r["tokens_per_clip"] for _, r in rows if r["tokens_per_clip"]), "-")
-    lines = [
-        "| model | top-1 (%) | top-5 (%) | views | GFLOPs per view | mean kept tokens per clip "
-        f"after blocks {', '.join(map(str, blocks))} (of {tokens}) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in rows:
-        gflops = r["gflops_per_view"]["as_run"]
-        kept = ", ".join(
-            f"{r['kept_tokens'][str(b)]:.1f}" for b in blocks if str(b) in r["kept_tokens"]
-        )
-        lines.append(
-            f"| {name} | {r['top1']:.1f} | {r['top5']:.1f} | {r['views']} | "
-            f"{'unknown' if gflops is None else f'{gflops:.4f}'} | {kept or 'all (no ATS)'} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,7 +71,7 @@ def main(argv=None) -> int:
 
     def step(name: str, what: str, output: str, *overrides: str) -> None:
         run(run_net(*overrides, "OUTPUT_DIR", output), what)
-        rows.append((name, json.loads((ROOT / output / "test_results.json").read_text())))
+        rows.append(([name], json.loads((ROOT / output / "test_results.json").read_text())))
 
     step(
         "no ATS, trained",
@@ -120,7 +103,7 @@ def main(argv=None) -> int:
         *("SOLVER.WARMUP_EPOCHS", "0.0"),
     )
 
-    text = table(rows)
+    text = results_table(["model"], rows)
     (ROOT / OUT / "table.md").write_text(text + "\n")
     minutes, seconds = divmod(time.perf_counter() - start, 60)
     print(f"\n{text}\n\nwritten to {OUT}/table.md; the demo took {minutes:.0f} min {seconds:.0f} s")

@@ -33,12 +33,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List
 
 import torch
 
 from ats_video.build import build_model, describe_ats
 from ats_video.config import load_config
+from ats_video.engine.evaluate import results_table
 from ats_video.inference import checkpoint_file
 from ats_video.vis import SweepPoint, budget_sweep_figure
 
@@ -110,31 +111,6 @@ def command(args, budget: Budget, checkpoint: str, output_dir: str) -> List[str]
     ]  # fmt: skip
 
 
-def table(rows: Sequence[dict]) -> str:
-    """The markdown table of the sweep's ``rows`` (:func:`row`)."""
-    blocks = sorted({int(b) for r in rows for b in r["kept_tokens"]})
-    tokens = next((r["tokens_per_clip"] for r in rows if r["tokens_per_clip"]), None)
-    kept_head = "mean kept tokens per clip"
-    if blocks:
-        kept_head += f" after blocks {', '.join(map(str, blocks))} (of {tokens})"
-    lines = [
-        f"| budget | top-1 (%) | top-5 (%) | GFLOPs per view | {kept_head} |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        kept = ", ".join(f"{r['kept_tokens'][str(b)]:.1f}" for b in blocks if str(b) in r["kept_tokens"])
-        label = r["budget"] + (" (the config's)" if r["configured"] else "")
-        lines.append(
-            f"| {label} | {number(r['top1'], 1)} | {number(r['top5'], 1)} | "
-            f"{number(r['gflops_per_view'], 4)} | {kept or 'all (no ATS)'} |"
-        )
-    return "\n".join(lines)
-
-
-def number(value: Optional[float], digits: int) -> str:
-    return "unknown" if value is None else f"{value:.{digits}f}"
-
-
 def row(budget: Budget, results: dict, configured: bool, run_dir: str) -> dict:
     """One budget's line of the sweep, from the test_results.json in ``run_dir``."""
     return {
@@ -181,7 +157,7 @@ def main(argv=None) -> int:
     if own.name not in {b.name for b in budgets}:
         budgets.append(own)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "budget_sweep")
-    rows = []
+    rows, labels, tested = [], [], []
     for n, budget in enumerate(budgets, 1):
         run_dir = os.path.join(out, budget.name)
         cmd = command(args, budget, checkpoint, run_dir)
@@ -193,8 +169,10 @@ def main(argv=None) -> int:
             return done.returncode
         results = json.loads(Path(run_dir, "test_results.json").read_text())
         rows.append(row(budget, results, budget.name == own.name, run_dir))
+        labels.append([budget.label + (" (the config's)" if budget.name == own.name else "")])
+        tested.append(results)
 
-    text = table(rows)
+    text = results_table(["budget"], list(zip(labels, tested)))
     Path(out, "sweep.md").write_text(text + "\n")
     Path(out, "sweep.json").write_text(json.dumps(rows, indent=1) + "\n")
     points = [

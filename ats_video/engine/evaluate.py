@@ -19,7 +19,7 @@ import logging
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -217,9 +217,30 @@ def kept_tokens_text(kept: Mapping[int, float]) -> str:
     return ", ".join(f"block {block}: {mean:.1f}" for block, mean in kept.items()) or "no ATS"
 
 
-def fmt(value: Optional[float]) -> str:
-    """A result for people: two decimals, or "unknown" (null in the JSON)."""
-    return "unknown" if value is None else f"{value:.2f}"
+def results_table(heads: Sequence[str], rows: Sequence[Tuple[Sequence[str], Mapping[str, Any]]]) -> str:
+    """A markdown table of multi-view tests, a row per (leading cells, ``test_results.json``
+    dict): the cells under ``heads``, then top-1, top-5, views, GFLOPs per view as run and the
+    mean kept tokens per clip after each ATS block."""
+    blocks = sorted({int(b) for _, r in rows for b in r["kept_tokens"]})
+    tokens = next((r["tokens_per_clip"] for _, r in rows if r["tokens_per_clip"]), None)
+    kept_head = "mean kept tokens per clip"
+    if blocks:
+        kept_head += f" after blocks {', '.join(map(str, blocks))} (of {tokens})"
+    lines = [
+        "| " + " | ".join([*heads, "top-1 (%)", "top-5 (%)", "views", "GFLOPs per view", kept_head]) + " |",
+        "|" + "---|" * (len(heads) + 5),
+    ]
+    for cells, r in rows:
+        kept = [f"{r['kept_tokens'][str(b)]:.1f}" for b in blocks if str(b) in r["kept_tokens"]]
+        gflops = r["gflops_per_view"]["as_run"]
+        values = [*cells, number(r["top1"], 1), number(r["top5"], 1), r["views"], number(gflops, 4)]
+        lines.append("| " + " | ".join([*values, ", ".join(kept) or "all (no ATS)"]) + " |")
+    return "\n".join(lines)
+
+
+def number(value: Optional[float], digits: int) -> str:
+    """``value`` with ``digits`` decimals, or "unknown" (null in the JSON)."""
+    return "unknown" if value is None else f"{value:.{digits}f}"
 
 
 def test_log_lines(results: Mapping[str, Any], what: str) -> List[str]:
@@ -227,11 +248,11 @@ def test_log_lines(results: Mapping[str, Any], what: str) -> List[str]:
     gflops = results["gflops_per_view"]
     kept = {int(b): v for b, v in results["kept_tokens"].items()}
     return [
-        f"{what}: top-1 {fmt(results['top1'])}%, top-5 {fmt(results['top5'])}% over "
+        f"{what}: top-1 {number(results['top1'], 2)}%, top-5 {number(results['top5'], 2)}% over "
         f"{results['num_usable_videos']} of {results['num_videos']} videos, "
         f"{results['num_views']} views each",
-        f"GFLOPs per view: {fmt(gflops['as_run'])} as run, "
-        f"{fmt(gflops['without_ats'])} without ATS",
+        f"GFLOPs per view: {number(gflops['as_run'], 2)} as run, "
+        f"{number(gflops['without_ats'], 2)} without ATS",
         f"mean kept tokens per clip (of {results['tokens_per_clip']}): {kept_tokens_text(kept)}"
         if kept
         else "kept tokens: all (no ATS)",
