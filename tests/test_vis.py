@@ -199,6 +199,25 @@ def test_sweep_plot_refuses_an_unknown_kind():
         vis.budget_sweep_figure([vis.SweepPoint("x", 1.0, 1.0, "topk")], title="t")
 
 
+def test_clutter_plot_draws_each_budget_per_level_with_tick_labels_apart():
+    levels = ["0\nplain", "1\ngradient", "2\ngradient, noise", "3\nnoise, shapes"]
+    figure = vis.clutter_figure(levels, {
+        "no ATS": ([83.3, 86.7, 90.0, 83.3], None),
+        "K=6": ([70.0, 75.0, 76.7, 66.7], [19.7, 17.0, 18.5, 17.0]),
+    }, tokens=128, title="tiny")  # fmt: skip
+    accuracy, kept = figure.get_axes()
+    assert [line.get_label() for line in accuracy.lines] == ["no ATS", "K=6"]
+    assert [line.get_label() for line in kept.lines] == ["K=6"]  # no kept tokens without ATS
+    assert list(kept.lines[0].get_ydata()) == [19.7, 17.0, 18.5, 17.0]
+    assert kept.get_ylim() == (0, 128) and kept.get_ylabel() == "mean kept tokens per clip (of 128)"
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    for ax in (accuracy, kept):
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+        assert [t.get_text() for t in ax.get_xticklabels()] == levels
+        assert all(b.x0 - a.x1 >= 10 for a, b in zip(ticks, ticks[1:]))  # 10 px apart at least
+
+
 def test_matplotlib_is_imported_only_to_draw_a_plot():
     code = (
         "import sys, ats_video, ats_video.vis, ats_video.inference, ats_video.engine.evaluate\n"

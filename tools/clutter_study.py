@@ -80,13 +80,14 @@ def main(argv=None) -> int:
     run(["python", "data_prep/synthetic_kinetics.py", "--out", args.data, "--seed", "1",
          "--train-per-class", "0", "--val-per-class", str(args.per_class)],
         "the test set (kept when already there)")  # fmt: skip
-    common = ["--cfg", args.cfg, "--checkpoint", args.checkpoint, "DATA.PATH_TO_DATA_DIR", args.data]
+    common = ["--cfg", args.cfg, "--checkpoint", args.checkpoint]
+    data = ["DATA.PATH_TO_DATA_DIR", args.data]  # KEY VALUE overrides come after the options
     budgets = {"no ATS": "none", "default K": "default", f"K={args.k}": str(args.k)}
     rows, series = [], {label: ([], []) for label in budgets}
     for level, name in enumerate(LEVELS):
         level_out = f"{args.out}/level{level}"
         run(["python", "tools/sweep_budget.py", *common, "--budgets", *budgets.values(),
-             "--out", level_out, "DATA.TEST_LIST", f"val_clutter{level}.csv"],
+             "--out", level_out, *data, "DATA.TEST_LIST", f"val_clutter{level}.csv"],
             f"background level {level} ({name}): a test per budget")  # fmt: skip
         sweep = json.loads((ROOT / level_out / "sweep.json").read_text())
         for label, row in zip(budgets, sweep):  # the sweep's rows follow --budgets
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     tokens = next(r["tokens_per_clip"] for _, r in rows if r["tokens_per_clip"])
     last_block = max(int(b) for _, r in rows for b in r["kept_tokens"])
     fig = clutter_figure(
-        [f"{level}: {name}" for level, name in enumerate(LEVELS)],
+        [f"{level}\n{name}" for level, name in enumerate(LEVELS)],
         {label: (top1, None if label == "no ATS" else kept) for label, (top1, kept) in series.items()},
         tokens=tokens,
         title=f"{os.path.basename(args.cfg)}, {args.checkpoint}\n"
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     clips.write_text("".join(first_clip(ROOT / args.data / f"val_clutter{level}.csv", label) + "\n"
                              for level in (0, CLUTTER_LEVELS - 1)))  # fmt: skip
     run(["python", "tools/visualize.py", "--list", str(clips.relative_to(ROOT)), *common,
-         "--out", f"{args.out}/pictures", "DATA.PATH_PREFIX", args.data, "ATS.K", str(args.k)],
+         "--out", f"{args.out}/pictures", *data, "DATA.PATH_PREFIX", args.data, "ATS.K", str(args.k)],
         f"pictures of a plain and a cluttered '{args.picture_class}' clip at K={args.k}")  # fmt: skip
     print(f"\n{text}\n\nwritten to {args.out}/clutter.md, clutter.json, clutter.png and pictures/")
     return 0
