@@ -17,7 +17,7 @@ setup(
         "decord",
         "einops",
         "fvcore",
-        "matplotlib",  # the plots of tools/run_net.py and tools/sweep_budget.py
+        "matplotlib",  # the plots of tools/run_net.py, sweep_budget.py and clutter_study.py
         "numpy",
         "tensorboard",
         "tqdm",

@@ -27,6 +27,9 @@ import argparse
 import logging
 import os
 import re
+import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence
 
@@ -227,10 +230,23 @@ def unique_stems(paths: Sequence[str]) -> List[str]:
 _CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*")
 
 
+def run_printed(command: Sequence[str], what: str, cwd: Optional[str] = None) -> None:
+    """Prints ``what`` and ``command`` (``python ...``, as one could type it), runs it with this
+    interpreter, and exits naming ``what`` and the exit status when it fails."""
+    print(f"\n=== {what}\n$ {shlex.join(command)}", flush=True)
+    done = subprocess.run([sys.executable, *command[1:]], cwd=cwd)
+    if done.returncode:
+        raise SystemExit(f"{what}: failed (exit status {done.returncode})")
+
+
 def split_files_and_options(items: Sequence[str]) -> tuple[List[str], List[str]]:
     """A command line's ``FILE... [KEY VALUE ...]`` -> (files, KEY VALUE pairs): the options
-    start at the first item written as a config key (``ATS.K``, ``OUTPUT_DIR``)."""
-    start = next((i for i, item in enumerate(items) if _CONFIG_KEY.fullmatch(item)), len(items))
+    start at the first item written as a config key (``ATS.K``, ``OUTPUT_DIR``) that is not an
+    existing file (a camera's ``IMG_0001.MOV`` is a file)."""
+    start = next(
+        (i for i, item in enumerate(items) if _CONFIG_KEY.fullmatch(item) and not os.path.exists(item)),
+        len(items),
+    )
     return list(items[:start]), list(items[start:])
 
 

@@ -2,8 +2,8 @@
 
 Arrays in, arrays out: frames are uint8 numpy arrays (H, W, 3), RGB; kept-token masks are bool
 arrays (T, h, w) on a frame's patch grid, as :attr:`ats_video.KeptTokens.mask` gives them for
-one sample. Text is drawn with Pillow. The two plots (kept-token histogram, accuracy against
-GFLOPs) are matplotlib figures; matplotlib is imported inside the functions that draw them, so
+one sample. Text is drawn with Pillow. The plots (kept-token histogram, accuracy against
+GFLOPs, accuracy and kept tokens per background level) are matplotlib figures; matplotlib is imported inside the functions that draw them, so
 ``import ats_video`` never needs it.
 
 - :func:`kept_token_grid`: one clip, a row per ATS block under a row of the input frames, a
@@ -13,10 +13,12 @@ GFLOPs) are matplotlib figures; matplotlib is imported inside the functions that
   one block outlined, as a GIF or an MP4.
 - :func:`kept_tokens_histogram`: per ATS block, the distribution of kept tokens per clip.
 - :func:`budget_sweep_figure`: top-1 against GFLOPs over ATS budgets (the paper's Fig. 5).
+- :func:`clutter_figure`: top-1 and kept tokens per background level of the synthetic set.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -551,7 +553,7 @@ def clutter_figure(
     FigureCanvasAgg(fig)
     accuracy, kept = fig.subplots(1, 2)
     x = np.arange(len(levels))
-    for (label, (top1, tokens_kept)), marker in zip(series.items(), "soD^v"):
+    for (label, (top1, tokens_kept)), marker in zip(series.items(), itertools.cycle("soD^v")):
         accuracy.plot(x, top1, marker + "-", label=label)
         if tokens_kept is not None:
             kept.plot(x, tokens_kept, marker + "-", label=label, color=accuracy.lines[-1].get_color())

@@ -265,10 +265,23 @@ def test_visualize_draws_a_list_with_labels_and_animations(files, tmp_path, caps
         assert gif.n_frames == 4
 
 
-def test_visualize_names_a_block_without_ats(files, tmp_path):
-    with pytest.raises(SystemExit, match=r"--block 2: not an ATS block of this model; they are \[1, 3\]"):
+def test_visualize_names_a_block_without_ats(files, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         visualize_tool.main([*videos(files)[:1], "--out", str(tmp_path), "--animate", "mp4",
                              "--block", "2", *tool_args(files)])  # fmt: skip
+    assert stop.value.code == 2  # a wrong command line; 1 says a video could not be read
+    assert "--block 2: not an ATS block of this model; they are [1, 3]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--limit", "0"], "--limit must be at least 1"),
+    (["--fps", "0"], "--fps must be above 0"),
+    (["--block", "3"], "--block chooses the block an animation outlines"),
+])  # fmt: skip
+def test_visualize_refuses_options_that_cannot_work(files, tmp_path, capsys, options, message):
+    with pytest.raises(SystemExit) as stop:
+        visualize_tool.main([*videos(files)[:1], "--out", str(tmp_path), *options, *tool_args(files)])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_an_image_model_predicts_images_and_draws_one_column(tmp_path, capsys):
@@ -297,3 +310,14 @@ def test_an_image_model_predicts_images_and_draws_one_column(tmp_path, capsys):
 def test_no_weights_are_named(files):
     with pytest.raises(FileNotFoundError, match="no weights: give --checkpoint"):
         predict_tool.main([*videos(files)[:1], "--cfg", "", *options(OUTPUT_DIR=str(files / "none"))])
+
+
+def test_files_named_like_config_keys_are_files(tmp_path, monkeypatch):
+    from ats_video.inference import split_files_and_options
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "IMG_0001.MOV").write_bytes(b"")  # a camera's name, written as a config key would be
+    assert split_files_and_options(["a.mp4", "IMG_0001.MOV", "ATS.K", "6"]) == (
+        ["a.mp4", "IMG_0001.MOV"], ["ATS.K", "6"]
+    )
+    assert split_files_and_options(["a.mp4", "GOPR0001.MP4"]) == (["a.mp4"], ["GOPR0001.MP4"])

@@ -37,6 +37,15 @@ def test_budgets_are_none_default_an_integer_or_a_ratio():
     assert sweep.default_budgets(196) == ["none", "default", "147", "98", "49", "0.7", "0.5"]
 
 
+def test_budgets_end_at_the_first_config_key():
+    args = sweep.parse_args(["--cfg", "c.yaml", "--budgets", "none", "0.5", "6",
+                             "DATA.PATH_TO_DATA_DIR", "/data/k400", "OUTPUT_DIR", "runs"])  # fmt: skip
+    assert args.budgets == ["none", "0.5", "6"]
+    assert args.opts == ["DATA.PATH_TO_DATA_DIR", "/data/k400", "OUTPUT_DIR", "runs"]
+    args = sweep.parse_args(["--cfg", "c.yaml", "--budgets", "6", "--out", "o", "ATS.MODE", "shared"])
+    assert (args.budgets, args.opts, args.out) == (["6"], ["ATS.MODE", "shared"], "o")
+
+
 def test_the_configs_budget_is_named_by_its_token():
     for opts, token in (([], "default"), (["ATS.K", "4"], "4"), (["ATS.RATIO", "0.7"], "0.7"),
                         (["ATS.ENABLE", "False", "ATS.K", "4"], "none")):  # fmt: skip

@@ -21,26 +21,17 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from ats_video.data.synthetic import CLUTTER_LEVELS, SYNTHETIC_CLASSES
 from ats_video.engine.evaluate import results_table
+from ats_video.inference import run_printed
 from ats_video.vis import clutter_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = ("plain", "gradient", "gradient, noise", "noise, shapes")  # ats_video/data/synthetic.py
 assert len(LEVELS) == CLUTTER_LEVELS
-
-
-def run(command: list, what: str) -> None:
-    """Runs ``command`` (``python ...``) with this interpreter, printed first; stops on failure."""
-    print(f"\n=== {what}\n$ {shlex.join(command)}", flush=True)
-    done = subprocess.run([sys.executable, *command[1:]], cwd=ROOT)
-    if done.returncode:
-        raise SystemExit(f"{what}: failed (exit status {done.returncode})")
 
 
 def first_clip(list_path: Path, label: int) -> str:
@@ -77,38 +68,38 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = ROOT / args.out
-    run(["python", "data_prep/synthetic_kinetics.py", "--out", args.data, "--seed", "1",
+    run_printed(["python", "data_prep/synthetic_kinetics.py", "--out", args.data, "--seed", "1",
          "--train-per-class", "0", "--val-per-class", str(args.per_class)],
-        "the test set (kept when already there)")  # fmt: skip
+        "the test set (kept when already there)", ROOT)  # fmt: skip
     common = ["--cfg", args.cfg, "--checkpoint", args.checkpoint]
     data = ["DATA.PATH_TO_DATA_DIR", args.data]  # KEY VALUE overrides come after the options
-    budgets = {"no ATS": "none", "default K": "default", f"K={args.k}": str(args.k)}
-    rows, series = [], {label: ([], []) for label in budgets}
+    rows, series = [], {}  # series: the sweep's budget label -> (top-1, kept tokens) per level
     for level, name in enumerate(LEVELS):
         level_out = f"{args.out}/level{level}"
-        run(["python", "tools/sweep_budget.py", *common, "--budgets", *budgets.values(),
-             "--out", level_out, *data, "DATA.TEST_LIST", f"val_clutter{level}.csv"],
-            f"background level {level} ({name}): a test per budget")  # fmt: skip
-        sweep = json.loads((ROOT / level_out / "sweep.json").read_text())
-        for label, row in zip(budgets, sweep):  # the sweep's rows follow --budgets
+        run_printed(["python", "tools/sweep_budget.py", *common, "--budgets", "none", "default",
+                     str(args.k), "--out", level_out, *data, "DATA.TEST_LIST", f"val_clutter{level}.csv"],
+                    f"background level {level} ({name}): a test per budget", ROOT)  # fmt: skip
+        for row in json.loads((ROOT / level_out / "sweep.json").read_text()):
             results = json.loads((ROOT / row["run"] / "test_results.json").read_text())
-            rows.append(([f"{level} {name}", label], results))
-            series[label][0].append(results["top1"])
-            kept = results["kept_tokens"]
-            series[label][1].append(kept[max(kept, key=int)] if kept else None)
+            rows.append(([f"{level} {name}", row["budget"]], results))
+            top1, kept = series.setdefault(row["budget"], ([], []))
+            top1.append(results["top1"])
+            by_block = results["kept_tokens"]  # {} without ATS
+            kept.append(by_block[max(by_block, key=int)] if by_block else None)
 
     text = results_table(["background", "budget"], rows)
     (out / "clutter.md").write_text(text + "\n")
     (out / "clutter.json").write_text(json.dumps(
         [dict(zip(["background", "budget"], cells), **r) for cells, r in rows], indent=1) + "\n")  # fmt: skip
-    tokens = next(r["tokens_per_clip"] for _, r in rows if r["tokens_per_clip"])
-    last_block = max(int(b) for _, r in rows for b in r["kept_tokens"])
+    with_ats = next(r for _, r in rows if r["kept_tokens"])
+    blocks = sorted(int(b) for b in with_ats["kept_tokens"])
     fig = clutter_figure(
         [f"{level}\n{name}" for level, name in enumerate(LEVELS)],
-        {label: (top1, None if label == "no ATS" else kept) for label, (top1, kept) in series.items()},
-        tokens=tokens,
-        title=f"{os.path.basename(args.cfg)}, {args.checkpoint}\n"
-        f"kept tokens after block {last_block}, the last ATS block; {rows[0][1]['views']} views",
+        {label: (top1, None if None in kept else kept) for label, (top1, kept) in series.items()},
+        tokens=with_ats["tokens_per_clip"],
+        title=f"{with_ats['arch']}, {os.path.basename(args.checkpoint)}: ATS off the shelf in blocks "
+        f"{', '.join(map(str, blocks))}, {with_ats['ats']['MODE']} mode, {with_ats['views']} views\n"
+        f"kept tokens after block {blocks[-1]}, the last ATS block",
     )
     fig.savefig(out / "clutter.png", dpi=110)
 
@@ -116,9 +107,9 @@ def main(argv=None) -> int:
     clips = out / "pictured.csv"
     clips.write_text("".join(first_clip(ROOT / args.data / f"val_clutter{level}.csv", label) + "\n"
                              for level in (0, CLUTTER_LEVELS - 1)))  # fmt: skip
-    run(["python", "tools/visualize.py", "--list", str(clips.relative_to(ROOT)), *common,
-         "--out", f"{args.out}/pictures", *data, "DATA.PATH_PREFIX", args.data, "ATS.K", str(args.k)],
-        f"pictures of a plain and a cluttered '{args.picture_class}' clip at K={args.k}")  # fmt: skip
+    run_printed(["python", "tools/visualize.py", "--list", str(clips.relative_to(ROOT)), *common,
+                 "--out", f"{args.out}/pictures", *data, "DATA.PATH_PREFIX", args.data, "ATS.K", str(args.k)],
+                f"pictures of a plain and a cluttered '{args.picture_class}' clip at K={args.k}", ROOT)  # fmt: skip
     print(f"\n{text}\n\nwritten to {args.out}/clutter.md, clutter.json, clutter.png and pictures/")
     return 0
 

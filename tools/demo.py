@@ -21,25 +21,18 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 
 import argparse
 import json
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from ats_video.engine.evaluate import results_table
+from ats_video.inference import run_printed
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = "configs/Synthetic/TimeSformer_tiny_ATS.yaml"
 DATA = "data/synthetic"
 OUT = "output/demo"
-
-
-def run(command: list, what: str) -> None:
-    """Runs ``command`` (``python ...``) from the repository root with this interpreter."""
-    print(f"\n=== {what}\n$ {shlex.join(command)}", flush=True)
-    subprocess.run([sys.executable, *command[1:]], cwd=ROOT, check=True)
 
 
 def run_net(*overrides: str) -> list:
@@ -63,14 +56,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     # Kept when already there; refused, with the reason, when made by other settings.
-    run(["python", "data_prep/synthetic_kinetics.py", "--out", DATA], "make the synthetic set")
+    run_printed(["python", "data_prep/synthetic_kinetics.py", "--out", DATA], "make the synthetic set", ROOT)
     shutil.rmtree(ROOT / OUT, ignore_errors=True)
 
     k = str(args.small_k)
     rows = []
 
     def step(name: str, what: str, output: str, *overrides: str) -> None:
-        run(run_net(*overrides, "OUTPUT_DIR", output), what)
+        run_printed(run_net(*overrides, "OUTPUT_DIR", output), what, ROOT)
         rows.append(([name], json.loads((ROOT / output / "test_results.json").read_text())))
 
     step(

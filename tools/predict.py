@@ -63,6 +63,10 @@ def parse_args(argv=None):
     args = parse_file_tool_args(parser, argv)
     if not args.videos:
         parser.error("no videos given")
+    if args.save_features and not os.path.isdir(os.path.dirname(args.save_features) or "."):
+        parser.error(f"--save-features {args.save_features}: no such folder")
+    if args.top < 1:
+        parser.error(f"--top must be at least 1, got {args.top}")
     if args.save_features and not args.save_features.endswith(FEATURE_FORMATS):
         parser.error(f"--save-features {args.save_features}: write a {' or '.join(FEATURE_FORMATS)} file")
     return args

@@ -40,7 +40,7 @@ import torch
 from ats_video.build import build_model, describe_ats
 from ats_video.config import load_config
 from ats_video.engine.evaluate import results_table
-from ats_video.inference import checkpoint_file
+from ats_video.inference import checkpoint_file, split_files_and_options
 from ats_video.vis import SweepPoint, budget_sweep_figure
 
 RUN_NET = Path(__file__).resolve().parent / "run_net.py"
@@ -48,11 +48,9 @@ RUN_NET = Path(__file__).resolve().parent / "run_net.py"
 
 @dataclass(frozen=True)
 class Budget:
-    """One budget of the sweep: ``token`` as written, its ``label`` in the table and plot, the
-    folder ``name`` of its run, its ``kind`` ("none", "k" or "ratio") and the ATS overrides
-    that set it."""
+    """One budget of the sweep: its ``label`` in the table and plot, the folder ``name`` of its
+    run, its ``kind`` ("none", "k" or "ratio") and the ATS overrides that set it."""
 
-    token: str
     label: str
     name: str
     kind: str
@@ -63,13 +61,13 @@ def parse_budget(token: str, tokens_per_frame: int) -> Budget:
     """``none``, ``default``, an integer K >= 1 or a ratio in (0, 1] -> its :class:`Budget`.
     ValueError naming the token otherwise."""
     if token == "none":
-        return Budget(token, "no ATS", "no_ats", "none", ("ATS.ENABLE", "False"))
+        return Budget("no ATS", "no_ats", "none", ("ATS.ENABLE", "False"))
     budget = ("ATS.ENABLE", "True")
     if token == "default":
         label = f"default K={tokens_per_frame}"
-        return Budget(token, label, "default", "k", (*budget, "ATS.K", "0", "ATS.RATIO", "0.0"))
+        return Budget(label, "default", "k", (*budget, "ATS.K", "0", "ATS.RATIO", "0.0"))
     if token.isdigit() and int(token) >= 1:
-        return Budget(token, f"K={int(token)}", f"k{int(token)}", "k",
+        return Budget(f"K={int(token)}", f"k{int(token)}", "k",
                       (*budget, "ATS.K", str(int(token)), "ATS.RATIO", "0.0"))  # fmt: skip
     try:
         ratio = float(token) if "." in token else None
@@ -80,7 +78,7 @@ def parse_budget(token: str, tokens_per_frame: int) -> Budget:
             f"budget {token!r}: expected none, default, an integer K >= 1 or a ratio in (0, 1] "
             "written with a point (0.5)"
         )
-    return Budget(token, f"ratio {ratio:g}", f"ratio{ratio:g}", "ratio",
+    return Budget(f"ratio {ratio:g}", f"ratio{ratio:g}", "ratio",
                   (*budget, "ATS.K", "0", "ATS.RATIO", str(ratio)))  # fmt: skip
 
 
@@ -138,7 +136,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="output directory (default OUTPUT_DIR/budget_sweep)")
     parser.add_argument("--nproc", type=int, default=1, help="processes per test (torchrun)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # --budgets takes words up to the first config key: `--budgets 0.5 6 DATA.PATH_TO_DATA_DIR d`
+    args.budgets, options = split_files_and_options(args.budgets or [])
+    args.opts = options + args.opts
+    return args
 
 
 def main(argv=None) -> int:

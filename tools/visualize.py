@@ -13,8 +13,9 @@ image files) gives one column. --animate gif (or mp4) also writes DIR/<video nam
 the frames with the kept tokens of block N (--block; default the last ATS block) outlined.
 
 Videos are read, sampled and predicted as tools/predict.py does (same weights, class names,
---views and KEY VALUE overrides); --list takes a `path label` list as tools/run_net.py reads
-(paths relative to DATA.PATH_PREFIX, else to the list's folder), and the label goes into the
+--views and KEY VALUE overrides); --list takes a `path label` list with the config's
+DATA.PATH_LABEL_SEPARATOR (paths relative to DATA.PATH_PREFIX, else to the list's folder, where
+tools/run_net.py would take DATA.PATH_TO_DATA_DIR), and the label goes into the
 title. Exit status: 0 when every video was read, 1 when one or more could not be.
 """
 
@@ -51,12 +52,27 @@ def parse_args(argv=None):
     args = parse_file_tool_args(parser, argv)
     if not args.videos and not args.list:
         parser.error("give videos, or a list of them with --list")
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
+    if args.fps <= 0:
+        parser.error(f"--fps must be above 0, got {args.fps}")
+    if args.block is not None and not args.animate:
+        parser.error("--block chooses the block an animation outlines: give --animate too")
     return args
 
 
-def listed_videos(path: str, prefix: str, names=None, limit=None) -> list:
-    """(path, label) of the first ``limit`` videos of a ``path label`` list."""
-    videos = read_video_list(path, prefix=prefix or os.path.dirname(path), class_names=names)
+def usage_error(message: str) -> None:
+    """Exits with status 2, as a wrong command line does (1 says a video could not be read)."""
+    print(f"visualize.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def listed_videos(path: str, data, names=None, limit=None) -> list:
+    """(path, label) of the first ``limit`` videos of a ``path label`` list, read with the
+    config's ``data`` settings (DATA.PATH_LABEL_SEPARATOR; paths under DATA.PATH_PREFIX, else
+    under the list's folder)."""
+    videos = read_video_list(path, prefix=data.PATH_PREFIX or os.path.dirname(path),
+                             separator=data.PATH_LABEL_SEPARATOR, class_names=names)  # fmt: skip
     return videos[:limit] if limit else videos
 
 
@@ -66,14 +82,14 @@ def main(argv=None) -> int:
     cfg = loaded.cfg
     labels = {path: None for path in args.videos}
     if args.list:
-        labels.update(listed_videos(args.list, cfg.DATA.PATH_PREFIX, loaded.names, args.limit))
+        labels.update(listed_videos(args.list, cfg.DATA, loaded.names, args.limit))
     paths = list(labels)
     blocks = ats_blocks(cfg, loaded.model)
     if args.animate and not blocks:
-        raise SystemExit("--animate: the model has no ATS block (ATS.ENABLE False)")
+        usage_error("--animate: the model has no ATS block (ATS.ENABLE False)")
     args.block = blocks[-1] if args.block is None and blocks else args.block
     if args.animate and args.block not in blocks:
-        raise SystemExit(f"--block {args.block}: not an ATS block of this model; they are {blocks}")
+        usage_error(f"--block {args.block}: not an ATS block of this model; they are {blocks}")
     print(f"{loaded.about}, weights {loaded.checkpoint}: {len(paths)} videos")
     os.makedirs(args.out, exist_ok=True)
     stems = dict(zip(paths, unique_stems(paths)))

@@ -7,8 +7,9 @@ the shape is, not how it moves. Every motion runs forwards or backwards in time 
 the classes do not hinge on the frames' order (time-reversed classes, such as left against right,
 take a tiny model far longer to learn than the minutes the demo gives it). Shape, colour, size,
 speed and path vary within a class, and the background ranges from a plain colour to static
-clutter of distractor shapes. The actor is the brightest thing in the frame (a light colour over
-a darker background).
+clutter of distractor shapes. The actor is light (200 to 255 in every channel) over a background
+that is mostly darker (a base of 0 to 110, distractors of 0 to 150, but a gradient of up to 120
+either way that can make a corner lighter).
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ def render_action(
     t = np.linspace(0, 1, num_frames)
     cy, cx, radius, shown = _trajectory(SYNTHETIC_CLASSES[class_index], rng, t, height, width, r0)
     shape = str(rng.choice(SHAPES))
-    # Light, in every channel above the darker background's levels (base 0-110, a ramp of at most
-    # 60, distractors 0-150), so the actor stands out.
+    # Light, above most of the background (base 0-110, distractors 0-150; only a strong gradient's
+    # corner reaches it), so the actor stands out.
     colour = rng.uniform(200, 255, 3)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
