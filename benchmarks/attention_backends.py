@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def candidates(q, k, v, layout, device):
-    """name -> a call computing attention over the packed rows."""
+    """name -> a call computing attention over the packed rows, or the reason it cannot run."""
 
     def padded():
         with attention_backend("padded"):
@@ -60,7 +60,7 @@ def candidates(q, k, v, layout, device):
         flex()  # compiles here, so that a compiler failure only drops this candidate
         found["flex"] = flex
     except Exception as error:  # flex attention is compiled: it needs a working toolchain
-        print(f"flex attention unavailable: {type(error).__name__}: {str(error).splitlines()[0]}")
+        found["flex"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0]}"
     if device.startswith("cuda") and q.dtype in (torch.float16, torch.bfloat16):
 
         def varlen():
@@ -83,7 +83,8 @@ def main():
         lengths = torch.randint(98, 198, (batch,), generator=generator) if batch > 1 else torch.tensor([197])
         layout = Layout.from_lengths(lengths.to(args.device))
         q, k, v = (torch.randn(layout.num_rows, 6, 64, generator=generator).to(args.device, dtype) for _ in range(3))
-        calls = candidates(q, k, v, layout, args.device)
+        found = candidates(q, k, v, layout, args.device)
+        calls = {name: call for name, call in found.items() if callable(call)}
         want = calls["sequential"]()
         errors = {name: (call().float() - want.float()).abs().max().item() for name, call in calls.items()}
         with torch.no_grad():  # not inference mode: nested tensors cannot be views of inference tensors
@@ -94,6 +95,10 @@ def main():
                 f"{seconds[name] / seconds['padded']:.2f} | {errors[name]:.1e} |"
             )
             print(rows[-1], flush=True)
+        for name, failure in found.items():
+            if not callable(failure):  # a candidate that could not run says why, in the table
+                rows.append(f"| {batch} | {int(lengths.sum())} | {name} | {failure} | - | - |")
+                print(rows[-1], flush=True)
     description = (
         f"One DeiT-S attention layer (6 heads x 64), sequence lengths uniform in [98, 197] (197 at batch 1), "
         f"{args.dtype}; fastest of {args.rounds} calls per candidate, interleaved. Time relative to the padded "
