@@ -101,6 +101,7 @@ def main():
         "tome": f"+ ToMe, r={args.tome_r}",
         "compiled": f"+ ATS 3-11, rho={ratio}, torch.compile",
     }
+    reached = mean_gflops(models["ats"], sample, args)  # on the bisection's images
     tome_gflops = count_gflops(models["tome"].cpu(), sample[:1]).item()
     models["tome"].to(args.device)
 
@@ -118,7 +119,8 @@ def main():
     description = (
         f"DeiT-S at 224 px, random weights{'' if args.sharpen == 1 else f' (query and key weights x{args.sharpen})'}, "
         f"random inputs; {args.dtype}, attention backend {args.backend}. ATS budget rho={ratio} "
-        f"({'given' if args.ratio else f'found by bisection for {TARGET_GFLOPS} GFLOPs'}). Images/s from the fastest "
+        f"({'given' if args.ratio else f'found by bisection for {TARGET_GFLOPS} GFLOPs'}; "
+        f"{reached:.2f} GFLOPs on the bisection's 8 images). Images/s from the fastest "
         f"of {args.rounds} forwards per variant, all variants interleaved in one process. GFLOPs: mean per image as run "
         "(`ats_video.flops.gflops_as_run`, 1 multiply-add = 1 FLOP); ToMe counted with `count_gflops`. Speed-up: "
         "over DeiT-S at the same batch; divided by the GFLOPs ratio, 1.0 is a time saving in proportion to the "
