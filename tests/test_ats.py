@@ -450,3 +450,18 @@ def test_scores_keep_float64_inputs_in_float64():
     scores = significance_scores(cls_attn, layout.pad(v.norm(dim=-1)), 1)
     assert cls_attn.dtype == scores.dtype == torch.float64
     assert significance_scores(cls_attn.half(), layout.pad(v.norm(dim=-1)).half(), 1).dtype == torch.float32
+
+
+def test_backends_agree_and_varlen_needs_cuda_half():
+    from ats_video.tokens import attention, attention_backend
+
+    torch.manual_seed(0)
+    layout = Layout.from_lengths(torch.tensor([5, 3, 7]))
+    q, k, v = (torch.randn(layout.num_rows, 2, 4) for _ in range(3))
+    with attention_backend("sequential"):
+        want = attention(q, k, v, layout, layout)
+    for name in ("auto", "padded"):
+        with attention_backend(name):
+            torch.testing.assert_close(attention(q, k, v, layout, layout), want)
+    with attention_backend("varlen"), pytest.raises(RuntimeError, match="needs CUDA, float16 or bfloat16"):
+        attention(q, k, v, layout, layout)
