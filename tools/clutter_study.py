@@ -24,14 +24,12 @@ import os
 import sys
 from pathlib import Path
 
-from ats_video.data.synthetic import CLUTTER_LEVELS, SYNTHETIC_CLASSES
+from ats_video.data.synthetic import CLUTTER_LEVELS, CLUTTER_NAMES, SYNTHETIC_CLASSES
 from ats_video.engine.evaluate import results_table
 from ats_video.inference import run_printed
 from ats_video.vis import clutter_figure
 
 ROOT = Path(__file__).resolve().parent.parent
-LEVELS = ("plain", "gradient", "gradient, noise", "noise, shapes")  # ats_video/data/synthetic.py
-assert len(LEVELS) == CLUTTER_LEVELS
 
 
 def first_clip(list_path: Path, label: int) -> str:
@@ -74,7 +72,7 @@ def main(argv=None) -> int:
     common = ["--cfg", args.cfg, "--checkpoint", args.checkpoint]
     data = ["DATA.PATH_TO_DATA_DIR", args.data]  # KEY VALUE overrides come after the options
     rows, series = [], {}  # series: the sweep's budget label -> (top-1, kept tokens) per level
-    for level, name in enumerate(LEVELS):
+    for level, name in enumerate(CLUTTER_NAMES):
         level_out = f"{args.out}/level{level}"
         run_printed(["python", "tools/sweep_budget.py", *common, "--budgets", "none", "default",
                      str(args.k), "--out", level_out, *data, "DATA.TEST_LIST", f"val_clutter{level}.csv"],
@@ -94,7 +92,7 @@ def main(argv=None) -> int:
     with_ats = next(r for _, r in rows if r["kept_tokens"])
     blocks = sorted(int(b) for b in with_ats["kept_tokens"])
     fig = clutter_figure(
-        [f"{level}\n{name}" for level, name in enumerate(LEVELS)],
+        [f"{level}\n{name}" for level, name in enumerate(CLUTTER_NAMES)],
         {label: (top1, None if None in kept else kept) for label, (top1, kept) in series.items()},
         tokens=with_ats["tokens_per_clip"],
         title=f"{with_ats['arch']}, {os.path.basename(args.checkpoint)}: ATS off the shelf in blocks "

@@ -21,11 +21,13 @@ import ats_video  # noqa: F401  (first: it repairs torchvision imports where nee
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from ats_video.engine.checkpoints import last_checkpoint
 from ats_video.engine.evaluate import results_table
 from ats_video.inference import run_printed
 
@@ -37,12 +39,6 @@ OUT = "output/demo"
 
 def run_net(*overrides: str) -> list:
     return ["python", "tools/run_net.py", "--cfg", CONFIG, *overrides]
-
-
-def last_checkpoint(output_dir: str) -> str:
-    """The checkpoint of the most epochs in ``output_dir``, relative to the repository."""
-    paths = sorted((ROOT / output_dir / "checkpoints").glob("checkpoint_epoch_*.pyth"))
-    return str(paths[-1].relative_to(ROOT))
 
 
 def main(argv=None) -> int:
@@ -72,7 +68,7 @@ def main(argv=None) -> int:
         f"{OUT}/plain",
         *("ATS.ENABLE", "False"),
     )
-    trained = last_checkpoint(f"{OUT}/plain")
+    trained = os.path.relpath(last_checkpoint(str(ROOT / OUT / "plain")), ROOT)
     test_trained = ("TRAIN.ENABLE", "False", "TEST.CHECKPOINT_FILE_PATH", trained)
     step(
         "ATS, default K, off the shelf",

@@ -26,7 +26,9 @@ SYNTHETIC_CLASSES = (
     "standing still",
 )
 SHAPES = ("disk", "square", "diamond")
-CLUTTER_LEVELS = 4  # 0 plain, 1 gradient, 2 gradient and noise, 3 noise and distractor shapes
+# the background's levels of clutter, by index: what each adds to a plain colour (_background)
+CLUTTER_NAMES = ("plain", "gradient", "gradient, noise", "noise, shapes")
+CLUTTER_LEVELS = len(CLUTTER_NAMES)
 
 
 def _shape_mask(shape: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float):
