@@ -15,7 +15,8 @@ is the sum of the kept tokens. Only attention needs sequences side by side, and
 - ``"sequential"``: one call per sequence, the reference: no padding, slow; the FLOP count
   (:mod:`ats_video.flops`) runs with it so that it counts exactly the work of the kept tokens.
 
-``"auto"`` (the default) takes varlen where it applies and padded elsewhere;
+``"auto"`` (the default) is padded: on CUDA it becomes varlen (where that applies) once a GPU run
+recorded in the repository shows varlen agreeing and faster (:data:`AUTO_ON_CUDA`);
 :func:`attention_backend` chooses another for a block of code.
 
 An image is a clip of one frame, so every :class:`KeptTokens` record has a time axis.
@@ -24,7 +25,7 @@ An image is a clip of one frame, so every :class:`KeptTokens` record has a time 
 import contextlib
 import contextvars
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -145,8 +146,31 @@ def padding_computed() -> bool:
     return _backend.get() != "sequential"
 
 
-def _varlen_applies(q: Tensor, dropout_p: float) -> bool:
-    return varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0
+# "auto" on CUDA: padded until a GPU run recorded in benchmarks/ shows varlen agreeing with it
+# and faster; then this becomes "varlen" (see benchmarks/gpu.md).
+AUTO_ON_CUDA = "padded"
+
+
+def varlen_unusable(q: Tensor, k: Tensor, v: Tensor, dropout_p: float) -> Optional[str]:
+    """Why the variable-length flash kernel cannot run on these inputs, or None when it can.
+
+    The kernel needs CUDA with compute capability 8.0 or newer, float16 or bfloat16 queries with
+    keys and values of the same type, a head size that is a multiple of 8 up to 256 (unlike
+    ``scaled_dot_product_attention``, it does not pad head sizes) and no attention dropout.
+    """
+    if varlen_attn is None:
+        return f"torch {torch.__version__} has no torch.nn.attention.varlen (it came with 2.10)"
+    if not q.is_cuda:
+        return f"it runs on CUDA only, not on {q.device.type}"
+    if torch.cuda.get_device_capability(q.device) < (8, 0):
+        return f"it needs compute capability 8.0 or newer, this GPU has {torch.cuda.get_device_capability(q.device)}"
+    if q.dtype not in (torch.float16, torch.bfloat16) or k.dtype != q.dtype or v.dtype != q.dtype:
+        return f"it needs float16 or bfloat16 queries, keys and values of one type, not {q.dtype}, {k.dtype}, {v.dtype}"
+    if q.shape[-1] % 8 or q.shape[-1] > 256:
+        return f"it needs a head size that is a multiple of 8 up to 256, not {q.shape[-1]}"
+    if dropout_p:
+        return "it has no attention dropout"
+    return None
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, q_layout: Layout, k_layout: Layout, dropout_p: float = 0.0) -> Tensor:
@@ -162,10 +186,11 @@ def attention(q: Tensor, k: Tensor, v: Tensor, q_layout: Layout, k_layout: Layou
     """
     backend = _backend.get()
     if backend == "auto":
-        backend = "varlen" if _varlen_applies(q, dropout_p) else "padded"
+        backend = AUTO_ON_CUDA if q.is_cuda and varlen_unusable(q, k, v, dropout_p) is None else "padded"
     if backend == "varlen":
-        if not _varlen_applies(q, dropout_p):
-            raise RuntimeError("the varlen backend needs CUDA, float16 or bfloat16 and no attention dropout")
+        reason = varlen_unusable(q, k, v, dropout_p)
+        if reason is not None:
+            raise RuntimeError(f"the varlen attention backend cannot run here: {reason}")
         cu_q, cu_k = q_layout.offsets.int(), k_layout.offsets.int()
         return varlen_attn(q, k, v, cu_q, cu_k, q_layout.max_len, k_layout.max_len)
     if backend == "sequential":
@@ -257,6 +282,13 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def kept_counts(model: nn.Module) -> Dict[int, Tensor]:
+    """ATS block -> the patch tokens it kept in the last forward of ``model``, summed over the
+    batch (a 0-d tensor on the model's device): the cheap figure a training log needs, with none
+    of :func:`kept_tokens`'s work."""
+    return {rows.block: (rows.position[:, 0] >= 0).sum() for rows in getattr(unwrap(model), "ats_kept", [])}
 
 
 def kept_tokens(model: nn.Module) -> List[KeptTokens]:

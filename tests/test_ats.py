@@ -463,5 +463,36 @@ def test_backends_agree_and_varlen_needs_cuda_half():
     for name in ("auto", "padded"):
         with attention_backend(name):
             torch.testing.assert_close(attention(q, k, v, layout, layout), want)
-    with attention_backend("varlen"), pytest.raises(RuntimeError, match="needs CUDA, float16 or bfloat16"):
+    with attention_backend("varlen"), pytest.raises(RuntimeError, match="cannot run here: it runs on CUDA only"):
         attention(q, k, v, layout, layout)
+
+
+def test_auto_stays_padded_on_cuda_until_a_gpu_run_says_otherwise():
+    """The default that has been tested: "auto" means padded on CUDA while AUTO_ON_CUDA says so."""
+    from ats_video import tokens
+
+    assert tokens.AUTO_ON_CUDA == "padded"  # benchmarks/gpu.md is the record that may change it
+
+
+@pytest.mark.parametrize("head_size, dtypes, reason", [
+    (64, ("float32",) * 3, "float16 or bfloat16"),
+    (64, ("bfloat16", "float32", "bfloat16"), "of one type"),
+    (60, ("bfloat16",) * 3, "multiple of 8"),
+    (264, ("float16",) * 3, "multiple of 8 up to 256"),
+])
+def test_varlen_names_what_it_needs(monkeypatch, head_size, dtypes, reason):
+    """Every requirement of the flash kernel is checked before it is called (a GPU of compute
+    capability 8.0 is simulated: the checks are read from the tensors, not run on them)."""
+    from ats_video import tokens
+
+    if tokens.varlen_attn is None:
+        pytest.skip(f"torch {torch.__version__} has no varlen attention")
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    q, k, v = (torch.zeros(3, 2, head_size, dtype=getattr(torch, d)) for d in dtypes)
+    assert reason in tokens.varlen_unusable(q, k, v, 0.0)
+    good = [torch.zeros(3, 2, 64, dtype=torch.bfloat16)] * 3
+    assert tokens.varlen_unusable(*good, 0.0) is None
+    assert "dropout" in tokens.varlen_unusable(*good, 0.1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert "8.0 or newer" in tokens.varlen_unusable(*good, 0.0)

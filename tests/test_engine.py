@@ -123,6 +123,21 @@ def test_shards_cover_every_sample_exactly_once(length, world_size):
     assert all(shard == list(range(shard[0], shard[-1] + 1)) for shard in shards if shard)
 
 
+@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
+def test_shards_and_batches_keep_a_clips_crops_together(world_size):
+    """3 crops per clip: no process and no batch holds part of a clip's crops, whatever the
+    test batch, so every clip is decoded by one worker once."""
+    videos, crops = 7, 3
+    data = EngineDataset(ViewSamples(torch.zeros(videos * crops, 4), num_views=crops))
+    shards = [list(ShardSampler(len(data), r, world_size, crops)) for r in range(world_size)]
+    assert sorted(i for shard in shards for i in shard) == list(range(videos * crops))
+    assert all(shard[0] % crops == 0 and len(shard) % crops == 0 for shard in shards if shard)
+    for batch_size in (1, 2, 4):
+        loader = eval_loader(data, batch_size=batch_size, rank=0, world_size=world_size, num_workers=0,
+                             pin_memory=False, group=crops)
+        assert loader.batch_size % crops == 0 and loader.batch_size >= batch_size
+
+
 # ---------------------------------------------------------------- multi-view aggregation
 
 

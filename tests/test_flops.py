@@ -9,6 +9,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
 from ats_video import apply_ats, kept_tokens
+from ats_video.tokens import KeptTokens
 from ats_video.flops import count_gflops, gflops_as_run
 from ats_video.models import timesformer, timesformer_base_8x224, xvit
 
@@ -75,6 +76,23 @@ def test_computed_gflops_equal_the_counted_ones(name):
         assert len(counted.unique()) > 1, "the case needs samples that keep different counts"
         assert counted.max() < plain
         assert gflops_as_run(model, [], 1).item() == pytest.approx(plain, rel=1e-12)  # without ATS
+
+
+@pytest.mark.parametrize("name", [n for n, case in CASES.items() if case[2] is not None])
+def test_computed_gflops_stay_on_the_records_device(name):
+    """On a GPU the kept-token records live on the model's device: the per-sample figures must be
+    computed there, never mixed with tensors made on the CPU (the meta device makes any such mix
+    an error here, as CUDA does)."""
+    build, shape, ats = CASES[name]
+    torch.manual_seed(0)
+    model = apply_ats(sharpened(build()), **ats)
+    with torch.no_grad():
+        model(torch.randn(2, *shape, dtype=torch.float64))
+    on_cpu = kept_tokens(model)
+    on_meta = [KeptTokens(r.block, r.count.to("meta"), r.positions.to("meta"), r.grid) for r in on_cpu]
+    gflops = gflops_as_run(model, on_meta, 2)
+    assert gflops.device.type == "meta" and gflops.shape == (2,)
+    assert gflops_as_run(model, on_cpu, 2).device.type == "cpu"
 
 
 def test_computed_gflops_of_the_released_sizes():

@@ -107,10 +107,13 @@ class EngineDataset(Dataset):
 
 class ShardSampler(Sampler[int]):
     """Process ``rank``'s contiguous slice of ``range(length)``; the slices of all processes
-    cover every index exactly once (sizes differ by at most one, no padding)."""
+    cover every index exactly once (sizes differ by at most one ``group``, no padding). Slices
+    start at multiples of ``group`` (a clip's crops), so that no clip is split over processes."""
 
-    def __init__(self, length: int, rank: int, world_size: int) -> None:
-        self.indices = range(length * rank // world_size, length * (rank + 1) // world_size)
+    def __init__(self, length: int, rank: int, world_size: int, group: int = 1) -> None:
+        groups = -(-length // group)
+        start, stop = (min(length, groups * r // world_size * group) for r in (rank, rank + 1))
+        self.indices = range(start, stop)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
@@ -158,12 +161,15 @@ def eval_loader(
     world_size: int,
     num_workers: int,
     pin_memory: bool,
+    group: int = 1,
 ) -> DataLoader:
-    """Batches of this process's shard of the samples, in order."""
+    """Batches of this process's shard of the samples, in order. With ``group`` (a clip's
+    crops, consecutive samples), the batch size is rounded up to a multiple of it: a batch, and
+    so one worker, holds whole clips, each decoded once."""
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=ShardSampler(len(dataset), rank, world_size),
+        batch_size=-(-batch_size // group) * group,
+        sampler=ShardSampler(len(dataset), rank, world_size, group),
         num_workers=num_workers,
         pin_memory=pin_memory,
     )

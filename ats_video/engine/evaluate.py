@@ -98,6 +98,7 @@ def evaluate(
     stats: Counter = Counter()
     kept_per_view: Dict[int, List[Tensor]] = defaultdict(list)  # block -> per batch [views]
     tokens_per_clip = None
+    gflops = torch.zeros((), dtype=torch.float64, device=device)
     # disable=None: a bar only where the output is a terminal, not in logs
     progress = tqdm(
         loader, desc=desc, unit="batch", leave=False, disable=None if show_progress else True
@@ -110,7 +111,10 @@ def evaluate(
             keep = unusable.update(batch)
             if not keep.any():
                 continue  # never forward an empty batch
-            inputs = batch["inputs"][keep].to(device, non_blocking=True)
+            # copied whole (from pinned memory where the loader pins it), then cut on the device
+            inputs = batch["inputs"].to(device, non_blocking=True)
+            if not keep.all():
+                inputs = inputs[keep.to(device)]
             with torch.autocast(
                 device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
             ):
@@ -126,9 +130,10 @@ def evaluate(
             for record in kept:
                 kept_per_view[record.block].append(record.count.sum(dim=1).cpu())
                 tokens_per_clip = record.grid[0] * record.grid[1] * record.grid[2]
-            stats["gflops"] += gflops_as_run(model, kept, len(inputs)).sum().item()
+            gflops = gflops + gflops_as_run(model, kept, len(inputs)).sum()  # read once, at the end
             stats["views"] += len(inputs)
 
+    stats["gflops"] = gflops.item()
     all_reduce(scores, "sum" if ensemble == "sum" else "max")
     all_reduce(views)
     seen = views.cpu()

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ats_video.engine.distributed import all_reduce
 from ats_video.engine.logs import Recorder
-from ats_video.tokens import kept_tokens
+from ats_video.tokens import kept_counts
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def train_epoch(
         period[0] += loss.detach() * len(labels)
         period[1] += len(labels)
         period[3] += 1
-        for record in kept_tokens(model):
-            kept_period[record.block] = kept_period.get(record.block, 0) + record.count.sum()
+        for block, count in kept_counts(model).items():
+            kept_period[block] = kept_period.get(block, 0) + count
         replaced += batch["num_replaced"].sum().to(device)
         if (it + 1) % log_period == 0 or it + 1 == iters:
             kept_sums = [t.to(period) for t in kept_period.values()]

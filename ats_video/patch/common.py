@@ -11,14 +11,14 @@ Blocks are pre-norm transformer blocks with timm's attribute names: ``norm1``, `
 ``num_heads``), ``ls1``, ``drop_path1``, ``norm2``, ``mlp``, ``ls2``, ``drop_path2``.
 """
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from timm.layers import DropPath
 from torch import Tensor, nn
 
 from ats_video.ats import ATSConfig, SharedGrid, keep_tokens
-from ats_video.tokens import Layout, Tokens, attention
+from ats_video.tokens import KeptTokens, Layout, Tokens, attention
 
 # (k or v [R, H, d], the tokens) -> the same, mixed with other rows (XViT's temporal shift)
 Mixer = Callable[[Tensor, Tokens], Tensor]
@@ -151,6 +151,12 @@ def grid_positions(frames: int, grid: Tuple[int, int], num_prefix_tokens: int, d
 
 
 # ---------------------------------------------------------------- multiply-adds as run
+
+
+def macs_device(kept: Sequence[KeptTokens]) -> torch.device:
+    """Where a forward's per-sample multiply-adds are added up: on the kept records' device (the
+    model's), so that no record is copied off it; on the CPU for a model without ATS."""
+    return kept[0].count.device if kept else torch.device("cpu")
 
 
 def patch_embed_macs(proj: nn.Module, num_patches: int) -> int:

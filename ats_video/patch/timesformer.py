@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ats_video.ats import ATSConfig, SharedGrid
 from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
-from ats_video.patch.common import ats_attention, drop_path, linear_macs, patch_embed_macs, qkv_heads
+from ats_video.patch.common import ats_attention, drop_path, linear_macs, macs_device, patch_embed_macs, qkv_heads
 from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens, attention
 
 
@@ -262,8 +262,9 @@ def forward_macs(model: TimeSformer, kept: Sequence[KeptTokens], batch_size: int
     mlp, proj = linear_macs(block.mlp), linear_macs(block.attn.proj)
     masks = {r.block: r.mask.flatten(2).double() for r in kept}  # [B, T, S]
     first = min(masks, default=len(model.blocks))
-    present = torch.ones(batch_size, frames, n, dtype=torch.float64)
-    total = torch.full((batch_size,), float(frames * patch_embed_macs(model.patch_embed.proj, n)), dtype=torch.float64)
+    present = torch.ones(batch_size, frames, n, dtype=torch.float64, device=macs_device(kept))
+    total = torch.full((batch_size,), float(frames * patch_embed_macs(model.patch_embed.proj, n)), dtype=torch.float64,
+                       device=macs_device(kept))
     for i in range(len(model.blocks)):
         after = masks.get(i, present)
         rows, kept_rows = present.sum((1, 2)), after.sum((1, 2))

@@ -19,7 +19,9 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ats_video.ats import ATSConfig
-from ats_video.patch.common import attention_block, attention_block_macs, grid_positions, linear_macs, patch_embed_macs
+from ats_video.patch.common import (
+    attention_block, attention_block_macs, grid_positions, linear_macs, macs_device, patch_embed_macs,
+)
 from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens
 
 
@@ -86,7 +88,7 @@ def forward_macs(model: VisionTransformer, kept: Sequence[KeptTokens], batch_siz
     """[B] float64 multiply-adds per image of a forward that kept ``kept`` (empty: no ATS)."""
     p, n = model.num_prefix_tokens, model.patch_embed.num_patches
     counts = {r.block: p + r.count[:, 0].double() for r in kept}
-    tokens = torch.full((batch_size,), float(p + n), dtype=torch.float64)
+    tokens = torch.full((batch_size,), float(p + n), dtype=torch.float64, device=macs_device(kept))
     total = torch.full_like(tokens, patch_embed_macs(model.patch_embed.proj, n))
     for i, block in enumerate(model.blocks):
         total += attention_block_macs(block, tokens, counts.get(i))
