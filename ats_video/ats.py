@@ -18,6 +18,7 @@ count, so a result never depends on the other samples of its batch.
 """
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -32,25 +33,26 @@ Budget = Union[int, float]
 MIN_RATIO_BUDGET = 8  # the paper's floor when K is a ratio of the input tokens
 
 
-def resolve_budget(k: Budget, num_tokens: Union[int, Tensor]) -> Tensor:
+def resolve_budget(k: Budget, num_tokens: Union[int, Tensor]) -> Union[int, Tensor]:
     """The budget K for inputs of ``num_tokens`` non-prefix tokens.
 
     Args:
         k: an int K >= 1, or a float ratio rho in (0, 1] giving K = max(floor(rho * N + 0.5), 8).
         num_tokens: N, an int or a LongTensor [B] of per-sample token counts.
     Returns:
-        LongTensor [B] (or a 0-d tensor for an int ``num_tokens``).
+        an int for an int ``num_tokens`` (nothing is read from a device), else a LongTensor [B].
     """
-    n = torch.as_tensor(num_tokens)
     if isinstance(k, bool) or not isinstance(k, (int, float)):
         raise TypeError(f"ATS budget k must be an int or a float ratio, got {k!r}")
-    if isinstance(k, int):
-        if k < 1:
-            raise ValueError(f"ATS budget k must be an int >= 1 or a ratio in (0, 1], got {k}")
-        return torch.full_like(n, k)
-    if not 0.0 < k <= 1.0:
+    if isinstance(k, int) and k < 1:
+        raise ValueError(f"ATS budget k must be an int >= 1 or a ratio in (0, 1], got {k}")
+    if isinstance(k, float) and not 0.0 < k <= 1.0:
         raise ValueError(f"ATS budget ratio must lie in (0, 1], got {k}")
-    return torch.floor(n.double() * k + 0.5).long().clamp_min(MIN_RATIO_BUDGET)
+    if isinstance(num_tokens, int):
+        return k if isinstance(k, int) else max(math.floor(num_tokens * k + 0.5), MIN_RATIO_BUDGET)
+    if isinstance(k, int):
+        return torch.full_like(num_tokens, k)
+    return torch.floor(num_tokens.double() * k + 0.5).long().clamp_min(MIN_RATIO_BUDGET)
 
 
 def _score_dtype(*tensors: Tensor) -> torch.dtype:
@@ -105,32 +107,36 @@ def significance_scores(cls_attn: Tensor, v_norm: Tensor, num_prefix_tokens: int
     return weighted.sum(-1)
 
 
-def _budgets(k: Union[int, Tensor], rows: int, device: torch.device) -> Union[int, Tensor]:
-    """A selector's budget: an int K >= 1, or a LongTensor [rows] of them (ValueError otherwise)."""
-    if isinstance(k, Tensor) and k.dim() == 0:
-        k = int(k)
-    if isinstance(k, int):
-        if k < 1:
-            raise ValueError(f"ATS budget K must be >= 1 in every row, got {k}")
-        return k
-    if rows and int(k.min()) < 1:
-        raise ValueError(f"ATS budget K must be >= 1 in every row, got {int(k.min())}")
-    return k.to(device)
+def scores_usable(scores: Tensor) -> Tensor:
+    """0-d bool: every score finite and non-negative. A device value, read by the caller when
+    it reads the kept lengths (:func:`ats_video.patch.common.ats_attention`), not on its own."""
+    if not scores.numel():
+        return torch.ones((), dtype=torch.bool, device=scores.device)
+    s = scores.double()
+    return (s.sum() * 0 == 0) & (s.min() >= 0)  # x * 0 is 0 unless x is NaN or infinite
+
+
+UNUSABLE_SCORES = "ATS scores must be finite and non-negative (NaN, inf or negative values found)"
+
+
+def _check(scores: Tensor, k: Union[int, Tensor]) -> None:
+    """The checks of a selector called directly: scores usable, every budget >= 1 (reads the
+    device; a model's forward checks once per ATS block instead, see :func:`keep_tokens`)."""
+    low = k if isinstance(k, int) else (int(k.min()) if k.numel() else 1)
+    if low < 1:
+        raise ValueError(f"ATS budget K must be >= 1 in every row, got {low}")
+    if not bool(scores_usable(scores)):
+        raise ValueError(UNUSABLE_SCORES)
 
 
 def _normalised_cdf(scores: Tensor) -> Tensor:
-    """[B, N] scores -> their CDF along N, in float64, the last value exactly 1.
+    """[B, N] usable scores -> their CDF along N, in float64, the last value exactly 1.
 
     float64 so that half and float32 inputs choose alike; an all-zero row carries no preference
-    and is sampled as uniform. NaN, infinite or negative scores are a ValueError: a NaN would
-    otherwise turn into a uniform sample, silently.
+    and is sampled as uniform.
     """
     s = scores.double()
-    total = s.sum(-1, keepdim=True)
-    # total * 0 is 0 unless the total is NaN or infinite; one check and one sync for both
-    if s.numel() and not bool(((total * 0 == 0).all() & (s.min() >= 0))):
-        raise ValueError("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
-    cdf = (s + (total == 0)).cumsum(-1)
+    cdf = (s + (s.sum(-1, keepdim=True) == 0)).cumsum(-1)
     return cdf / cdf[:, -1:]
 
 
@@ -140,23 +146,8 @@ def _grid(k: int, device: torch.device) -> Tensor:
     return (torch.arange(1, k + 1, dtype=torch.float64, device=device) - 0.5) / k
 
 
-def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
-    """Inverse transform sampling of tokens (the paper's sampler).
-
-    For u_m = (2m - 1) / (2K), m = 1..K, picks the first token whose CDF >= u_m; a token picked
-    several times is kept once, so a row keeps K' <= K tokens. Deterministic, and each row is
-    computed on its own. A row of zeros is sampled as if uniform.
-
-    Token j is picked when at least one grid point lies in (CDF_{j-1}, CDF_j], so the result
-    comes from the number of grid points up to each CDF value.
-
-    Args:
-        scores: [B, N] finite, non-negative scores (ValueError otherwise).
-        k: K >= 1, an int or a LongTensor [B] of per-row budgets; K > N is allowed.
-    Returns:
-        [B, N] bool mask of the kept tokens (at least one per row).
-    """
-    k = _budgets(k, len(scores), scores.device)
+def _sample(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """:func:`sample_tokens` without its checks."""
     cdf = _normalised_cdf(scores)
     if isinstance(k, int):  # one grid for every row: count its points by binary search
         below = torch.searchsorted(_grid(k, cdf.device), cdf, right=True)
@@ -170,22 +161,48 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     return below > F.pad(below, (1, 0))[:, :-1]
 
 
-def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
-    """The paper's top-K ablation: keep the K highest scores (ties: the lower index wins).
-
-    Same interface as :func:`sample_tokens`; K >= N keeps every token.
-    """
+def _topk(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """:func:`topk_tokens` without its checks."""
     n = scores.shape[1]
-    k = _budgets(k, len(scores), scores.device)
-    _normalised_cdf(scores)  # checks the scores
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
     rank_kept = (torch.arange(n, device=scores.device) < (k if isinstance(k, int) else k[:, None])).expand_as(order)
     return torch.zeros_like(rank_kept).scatter_(1, order, rank_kept)
 
 
+def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """Inverse transform sampling of tokens (the paper's sampler).
+
+    For u_m = (2m - 1) / (2K), m = 1..K, picks the first token whose CDF >= u_m; a token picked
+    several times is kept once, so a row keeps K' <= K tokens. Deterministic, and each row is
+    computed on its own. A row of zeros is sampled as if uniform.
+
+    Token j is picked when at least one grid point lies in (CDF_{j-1}, CDF_j], so the result
+    comes from the number of grid points up to each CDF value.
+
+    Args:
+        scores: [B, N] finite, non-negative scores (ValueError otherwise: a NaN would otherwise
+            turn into a uniform sample, silently).
+        k: K >= 1, an int or a LongTensor [B] of per-row budgets; K > N is allowed.
+    Returns:
+        [B, N] bool mask of the kept tokens (at least one per row).
+    """
+    _check(scores, k)
+    return _sample(scores, k if isinstance(k, int) else k.to(scores.device))
+
+
+def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """The paper's top-K ablation: keep the K highest scores (ties: the lower index wins).
+
+    Same interface as :func:`sample_tokens`; K >= N keeps every token.
+    """
+    _check(scores, k)
+    return _topk(scores, k if isinstance(k, int) else k.to(scores.device))
+
+
+# selector name -> (scores [B, N], budgets) -> [B, N] kept, unchecked: the forward checks once
 SELECTORS: Dict[str, Callable[[Tensor, Union[int, Tensor]], Tensor]] = {
-    "sample": sample_tokens,
-    "topk": topk_tokens,
+    "sample": _sample,
+    "topk": _topk,
 }
 
 
@@ -212,8 +229,7 @@ def select_tokens(scores: Tensor, valid: Optional[Tensor], config: ATSConfig) ->
     Returns:
         [B, N] bool mask of kept tokens, a subset of ``valid`` with at least one per row.
     """
-    counts = scores.shape[1] if valid is None else valid.sum(-1)
-    budget = config.k if isinstance(config.k, int) else resolve_budget(config.k, counts)
+    budget = resolve_budget(config.k, scores.shape[1] if valid is None else valid.sum(-1))
     if valid is None:
         return SELECTORS[config.selector](scores, budget)
     scores = scores.masked_fill(~valid, 0)
@@ -284,11 +300,12 @@ def keep_tokens(
     num_prefix_tokens: int,
     config: ATSConfig,
     shared: Optional[SharedGrid] = None,
-) -> Tuple[Optional[Tensor], Tensor]:
+) -> Tuple[Tensor, Tensor, Tensor]:
     """The ATS step: which rows of each sequence an ATS attention layer keeps.
 
     Scores each sequence's non-prefix tokens from its first row's (CLS) query (Eq. 3) and
     selects by ``config``, per sequence, or with ``shared`` one set of positions per clip.
+    Nothing is read from the device: the caller reads the lengths and the check together.
 
     Args:
         q, k, v: [R, H, d] the layer's queries, keys and values, packed by ``layout``; every
@@ -298,8 +315,10 @@ def keep_tokens(
         config: budget and selector.
         shared: the clips' frame grids for the "shared" mode; None for a set per sequence.
     Returns:
-        keep: [R] bool, the kept rows (prefix rows included), or None when every row is kept;
-        lengths: [S] the kept rows per sequence.
+        keep: [R] bool, the kept rows (prefix rows included);
+        lengths: [S] the kept rows per sequence;
+        usable: 0-d bool, False when a score was NaN, infinite or negative (then ``keep`` means
+            nothing: the caller raises ``ValueError(UNUSABLE_SCORES)``).
     """
     p = num_prefix_tokens
     norm = v.norm(dim=-1, dtype=_score_dtype(v))  # on the real rows only: [R, H]
@@ -311,10 +330,5 @@ def keep_tokens(
     else:
         slot = layout.pad(shared.slot)[:, p:]
         keep = _select_shared_rows(scores, valid, slot, shared, config)
-    if valid is None and bool(keep.all()):
-        return None, layout.lengths
     keep = F.pad(keep, (p, 0), value=True)
-    lengths = keep.sum(-1)
-    if torch.equal(lengths, layout.lengths):
-        return None, lengths
-    return layout.unpad(keep), lengths
+    return layout.unpad(keep), keep.sum(-1), scores_usable(scores)  # padding scores are zeros

@@ -24,6 +24,7 @@ An image is a clip of one frame, so every :class:`KeptTokens` record has a time 
 
 import contextlib
 import contextvars
+import functools
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -46,7 +47,8 @@ class Layout:
 
     offsets: [S + 1] long, on the rows' device.
     lengths: [S] long.
-    max_len: the longest sequence (a Python int, so that shapes never wait on the device).
+    max_len: the padded view's width, at least the longest sequence (a Python int, so that
+        shapes never wait on the device).
     uniform: every sequence has ``max_len`` rows: the padded view is a reshape.
     slots: [R] long, each row's place in the flattened padded view [S * max_len]; None when
         uniform (the identity).
@@ -66,15 +68,21 @@ class Layout:
         return Layout(offsets, lengths, length, True, None)
 
     @staticmethod
-    def from_lengths(lengths: Tensor) -> "Layout":
-        """Sequences of the given [S] lengths (reads them once on the host)."""
+    def from_lengths(lengths: Tensor, max_len: Optional[int] = None, num_rows: Optional[int] = None) -> "Layout":
+        """Sequences of the given [S] lengths.
+
+        ``max_len`` (the padded view's width: at least the longest length) and ``num_rows``
+        (their sum) are host values: a forward passes them in, read once per ATS block with
+        :func:`read_sizes`; left out, they are read here.
+        """
+        if max_len is None or num_rows is None:
+            max_len, num_rows = read_sizes(longest(lengths), lengths.sum())
         offsets = F.pad(lengths.cumsum(0), (1, 0))
-        lengths_host = lengths.tolist()
-        max_len = max(lengths_host, default=0)
-        if all(n == max_len for n in lengths_host):
+        if max_len * len(lengths) == num_rows:  # every sequence as long as the widest
             return Layout(offsets, lengths, max_len, True, None)
-        seq = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths)
-        rank = torch.arange(len(seq), device=lengths.device) - offsets[seq]
+        arange = functools.partial(torch.arange, device=lengths.device)
+        seq = torch.repeat_interleave(arange(len(lengths)), lengths, output_size=num_rows)
+        rank = arange(num_rows) - offsets[seq]
         return Layout(offsets, lengths, max_len, False, seq * max_len + rank)
 
     @property
@@ -111,6 +119,25 @@ class Layout:
         """The padded view [S, max_len, ...] -> rows [R, ...]."""
         rows = padded.reshape(self.num_seqs * self.max_len, *padded.shape[2:])
         return rows if self.uniform else rows[self.slots]
+
+
+def read_sizes(*values: Tensor) -> List[int]:
+    """0-d integer (or bool) device tensors -> Python ints, in one read: the one moment a forward
+    waits for the device, once per ATS block."""
+    return torch.stack([v.long() for v in values]).tolist() if values else []
+
+
+def longest(lengths: Tensor) -> Tensor:
+    """0-d, the largest of [S] lengths (0 for none)."""
+    return F.pad(lengths, (0, 1)).max()
+
+
+def true_indices(mask: Tensor, count: int) -> Tensor:
+    """[N] bool -> [count] long, the positions of its True values in order, ``count`` (their
+    number) being known on the host: ``mask.nonzero()`` without waiting for the device."""
+    out = torch.empty(count + 1, dtype=torch.long, device=mask.device)  # the last slot takes the rest
+    rank = torch.where(mask, mask.cumsum(0) - 1, count)
+    return out.scatter_(0, rank, torch.arange(len(mask), device=mask.device))[:count]
 
 
 @dataclass

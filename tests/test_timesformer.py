@@ -231,10 +231,11 @@ def test_packed_block_equals_plain_block():
         x = model.embed(clips(2))
         position = clip_positions(FRAMES, GRID, x.device).repeat(2, 1)
         tokens = Tokens(x.flatten(0, 1), Layout.dense(2, x.shape[1], x.device), position)
-        got = block_forward(model.blocks[1], tokens, FRAMES, GRID, None)
+        groups = Layout.dense(2 * FRAMES, 1 + GRID[0] * GRID[1], x.device)
+        got, got_groups = block_forward(model.blocks[1], tokens, groups, FRAMES, GRID, None)
         want = model.blocks[1](x, FRAMES)
     torch.testing.assert_close(got.x, want.flatten(0, 1))
-    assert torch.equal(got.position, position)
+    assert torch.equal(got.position, position) and got_groups is groups
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -40,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 from ats_video.ats import ATSConfig, SharedGrid
 from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
 from ats_video.patch.common import ats_attention, drop_path, linear_macs, macs_device, patch_embed_macs, qkv_heads
-from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens, attention
+from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens, attention, longest, true_indices
 
 
 def time_groups(tokens: Tokens, frames: int, grid: Tuple[int, int]) -> Tuple[Tensor, Layout]:
@@ -51,18 +51,19 @@ def time_groups(tokens: Tokens, frames: int, grid: Tuple[int, int]) -> Tuple[Ten
         frames: T; grid: (h, w), a frame's patch grid.
     Returns:
         index: [R_patch] the rows of ``tokens`` in (clip, position, frame) order;
-        layout: a sequence per (clip, position) present in at least one frame.
+        layout: a sequence per (clip, position), T rows wide; a position absent from every frame
+            is an empty sequence (so that no length needs reading from the device).
     """
     layout, position, s = tokens.layout, tokens.position, grid[0] * grid[1]
     if layout.uniform and layout.max_len == 1 + frames * s:  # every token present
         rows = torch.arange(layout.num_rows, device=position.device).view(layout.num_seqs, layout.max_len)[:, 1:]
         index = rearrange(rows, "b (t s) -> (b s t)", t=frames)
         return index, Layout.dense(layout.num_seqs * s, frames, position.device)
-    patch = (position[:, 0] >= 0).nonzero().squeeze(1)
+    patch = true_indices(position[:, 0] >= 0, layout.num_rows - layout.num_seqs)  # all but CLS
     key = layout.sequence_of_rows()[patch] * s + position[patch, 1] * grid[1] + position[patch, 2]
     order = torch.sort(key, stable=True).indices  # stable: frames stay in order within a group
-    counts = torch.bincount(key, minlength=layout.num_seqs * s)
-    return patch[order], Layout.from_lengths(counts[counts > 0])
+    counts = torch.zeros(layout.num_seqs * s, dtype=torch.long, device=key.device).index_add_(0, key, torch.ones_like(key))
+    return patch[order], Layout.from_lengths(counts, frames, len(patch))
 
 
 def temporal_attention(block: DividedSpaceTimeBlock, tokens: Tokens, frames: int, grid: Tuple[int, int]) -> Tensor:
@@ -83,55 +84,64 @@ def temporal_attention(block: DividedSpaceTimeBlock, tokens: Tokens, frames: int
     return tokens.x.index_add(0, index, res.to(tokens.x.dtype))  # under autocast res may be half
 
 
-def frame_groups(tokens: Tokens, frames: int) -> Tuple[Tensor, Layout]:
+def frame_groups(tokens: Tokens, frames: int, groups: Layout) -> Tensor:
     """The rows grouped by (clip, frame), each group its clip's CLS then the frame's patches.
 
+    Args:
+        tokens: a sequence per clip, CLS first, patches in (t, h, w) order.
+        frames: T.
+        groups: a sequence per (clip, frame), 1 + the frame's patch rows long.
     Returns:
-        index: [R_frame] rows of ``tokens`` (a clip's CLS row once per frame);
-        layout: a sequence per (clip, frame).
+        [R_frame] the rows of ``tokens`` in the order of ``groups`` (a clip's CLS row once per
+        frame).
     """
     layout, position = tokens.layout, tokens.position
-    clip = layout.sequence_of_rows()
-    patch = position[:, 0] >= 0
-    frame = (clip * frames + position[:, 0])[patch]  # patch rows are in (clip, frame) order
-    counts = torch.bincount(frame, minlength=layout.num_seqs * frames)
-    groups = Layout.from_lengths(1 + counts)
-    rows = patch.nonzero().squeeze(1)
+    rows = true_indices(position[:, 0] >= 0, layout.num_rows - layout.num_seqs)  # all but CLS
+    frame = layout.sequence_of_rows()[rows] * frames + position[rows, 0]  # in (clip, frame) order
+    counts = groups.lengths - 1
     first = groups.offsets[:-1] + 1 - (counts.cumsum(0) - counts)  # + rank among patch rows
     index = torch.empty(groups.num_rows, dtype=torch.long, device=position.device)
     index[first[frame] + torch.arange(len(rows), device=rows.device)] = rows
     index[groups.offsets[:-1]] = layout.offsets[:-1].repeat_interleave(frames)
-    return index, groups
+    return index
 
 
 def spatial_attention(
-    block: DividedSpaceTimeBlock, tokens: Tokens, frames: int, grid: Tuple[int, int],
+    block: DividedSpaceTimeBlock, tokens: Tokens, groups: Layout, frames: int, grid: Tuple[int, int],
     config: Optional[ATSConfig], mode: str,
-) -> Tuple[Tensor, Optional[Tensor], Layout]:
+) -> Tuple[Tensor, Optional[Tensor], Layout, Layout]:
     """Attention within each frame, CLS copied into every frame; with ``config``, ATS.
 
+    Args:
+        groups: the frames of ``tokens``, a sequence per (clip, frame) (see :func:`frame_groups`).
     Returns:
         res: [R', D] the residual branch of the kept rows in clip order, CLS first in every
             clip (a clip's CLS output is the mean of its frames' CLS outputs);
         rows: [R'] the kept rows of ``tokens``, or None when every row is kept;
-        layout: their sequences, one per clip.
+        layout: their sequences, one per clip;
+        groups: their frames, a sequence per (clip, frame).
     """
     attn = block.attn
-    index, groups = frame_groups(tokens, frames)
+    index = frame_groups(tokens, frames, groups)
     q, k, v = (z[index] for z in qkv_heads(attn, block.norm1(tokens.x)))
     shared = None
     if mode == "shared":
         position = tokens.position[index]
         slot = torch.where(position[:, 0] >= 0, position[:, 1] * grid[1] + position[:, 2], -1)
         shared = SharedGrid(frames, slot, grid[0] * grid[1])
-    out, kept, out_groups = ats_attention(attn, q, k, v, groups, 1, config, shared)
+    clips = tokens.layout.num_seqs
 
+    def clip_lengths(frame_lengths: Tensor) -> Tensor:  # CLS once per clip
+        return (frame_lengths.view(clips, frames) - 1).sum(1) + 1
+
+    out, kept, out_groups, also = ats_attention(
+        attn, q, k, v, groups, 1, config, shared, also_read=lambda lengths: [longest(clip_lengths(lengths))]
+    )
     # out holds a group per (clip, frame), CLS first; in clip order the frames' patch rows follow
     # one another and a clip's CLS rows become one: patch row j of frame f goes to j - f + clip
-    clips = tokens.layout.num_seqs
     layout = tokens.layout
     if kept is not None:
-        layout = Layout.from_lengths((out_groups.lengths.view(clips, frames) - 1).sum(1) + 1)
+        layout = Layout.from_lengths(clip_lengths(out_groups.lengths), also[0], out_groups.num_rows - clips * (frames - 1))
     frame = out_groups.sequence_of_rows()
     dest = torch.arange(len(out), device=out.device) - frame + torch.div(frame, frames, rounding_mode="floor")
     cls, cls_dest = out_groups.offsets[:-1], layout.offsets[:-1]
@@ -140,40 +150,45 @@ def spatial_attention(
     res[dest] = out
     res[cls_dest] = out[cls].view(clips, frames, out.shape[1]).mean(1)  # written after the copies
     if kept is None:
-        return res, None, layout
+        return res, None, layout, out_groups
     rows = torch.empty(layout.num_rows, dtype=torch.long, device=out.device)
     rows[dest] = index[kept]
-    return res, rows, layout
+    return res, rows, layout, out_groups
 
 
 def block_forward(
     block: DividedSpaceTimeBlock,
     tokens: Tokens,
+    groups: Layout,
     frames: int,
     grid: Tuple[int, int],
     config: Optional[ATSConfig],
     mode: str = "frame",
-) -> Tokens:
-    """One TimeSformer block on packed tokens; with ``config``, ATS in its spatial attention."""
+) -> Tuple[Tokens, Layout]:
+    """One TimeSformer block on packed tokens; with ``config``, ATS in its spatial attention.
+
+    ``groups`` are the frames of ``tokens`` (a sequence per (clip, frame)); returns the tokens
+    after the block and their frames.
+    """
     tokens = Tokens(temporal_attention(block, tokens, frames, grid), tokens.layout, tokens.position)
-    tokens = _spatial_residual(block, tokens, frames, grid, config, mode)
+    tokens, groups = _spatial_residual(block, tokens, groups, frames, grid, config, mode)
     clip = tokens.layout.sequence_of_rows() if block.training else None  # stochastic depth per clip
     x = tokens.x + drop_path(block.drop_path, block.mlp(block.norm2(tokens.x)), clip, tokens.layout.num_seqs)
-    return Tokens(x, tokens.layout, tokens.position)
+    return Tokens(x, tokens.layout, tokens.position), groups
 
 
 def _spatial_residual(
-    block: DividedSpaceTimeBlock, tokens: Tokens, frames: int, grid: Tuple[int, int],
+    block: DividedSpaceTimeBlock, tokens: Tokens, groups: Layout, frames: int, grid: Tuple[int, int],
     config: Optional[ATSConfig], mode: str,
-) -> Tokens:
-    """The kept rows after spatial attention and its residual (a function of its own so that
-    the branch's buffers are freed before the MLP runs)."""
-    res, rows, layout = spatial_attention(block, tokens, frames, grid, config, mode)
+) -> Tuple[Tokens, Layout]:
+    """The kept rows after spatial attention and its residual, and their frames (a function of
+    its own so that the branch's buffers are freed before the MLP runs)."""
+    res, rows, layout, groups = spatial_attention(block, tokens, groups, frames, grid, config, mode)
     x, position = tokens.x, tokens.position
     if rows is not None:
         x, position = x[rows], position[rows]
     clip = layout.sequence_of_rows() if block.training else None  # stochastic depth per clip
-    return Tokens(x + drop_path(block.drop_path, res, clip, layout.num_seqs), layout, position)
+    return Tokens(x + drop_path(block.drop_path, res, clip, layout.num_seqs), layout, position), groups
 
 
 def clip_positions(frames: int, grid: Tuple[int, int], device: torch.device) -> Tensor:
@@ -210,12 +225,13 @@ class ATSTimeSformerMixin:
         frames, grid = self.num_frames, self.patch_embed.grid_size
         position = clip_positions(frames, grid, x.device).repeat(batch, 1)
         tokens = Tokens(x.flatten(0, 1), Layout.dense(batch, length, x.device), position)
+        groups = Layout.dense(batch * frames, 1 + grid[0] * grid[1], x.device)  # (clip, frame)
         for i in range(first, len(self.blocks)):
-            args = (self.blocks[i], tokens, frames, grid, self.ats_blocks.get(i), self.ats_mode)
+            args = (self.blocks[i], tokens, groups, frames, grid, self.ats_blocks.get(i), self.ats_mode)
             if self.grad_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(block_forward, *args, use_reentrant=False)
+                tokens, groups = checkpoint(block_forward, *args, use_reentrant=False)
             else:
-                tokens = block_forward(*args)
+                tokens, groups = block_forward(*args)
             if i in self.ats_blocks:
                 self.ats_kept.append(KeptRows(i, tokens.position, tokens.layout, batch, (frames, *grid)))
         # back to the plain layout [B, 1 + T*S, D], zeros at dropped tokens
