@@ -23,7 +23,6 @@ An image is a clip of one frame, so every :class:`KeptTokens` record has a time 
 """
 
 import contextlib
-import contextvars
 import functools
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -38,7 +37,8 @@ except ImportError:  # torch < 2.10
     varlen_attn = None
 
 BACKENDS = ("auto", "padded", "varlen", "sequential")
-_backend = contextvars.ContextVar("ats_video_attention_backend", default="auto")
+# the backend in force; a plain dict (not a ContextVar) so that torch.compile traces the read
+_settings = {"backend": "auto"}
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,7 @@ class Layout:
         return rows if self.uniform else rows[self.slots]
 
 
+@torch.compiler.disable  # one graph break for the whole read, not one per value
 def read_sizes(*values: Tensor) -> List[int]:
     """0-d integer (or bool) device tensors -> Python ints, in one read: the one moment a forward
     waits for the device, once per ATS block."""
@@ -160,17 +161,17 @@ def attention_backend(name: str) -> Iterator[None]:
     """Runs :func:`attention` with backend ``name`` (see the module docstring) inside the block."""
     if name not in BACKENDS:
         raise ValueError(f"unknown attention backend {name!r}; choose from {BACKENDS}")
-    token = _backend.set(name)
+    before, _settings["backend"] = _settings["backend"], name
     try:
         yield
     finally:
-        _backend.reset(token)
+        _settings["backend"] = before
 
 
 def padding_computed() -> bool:
     """Whether work may be computed on padded layouts: not under the "sequential" backend, which
     the FLOP count runs with so that it counts the work of the real tokens only."""
-    return _backend.get() != "sequential"
+    return _settings["backend"] != "sequential"
 
 
 # "auto" on CUDA: padded until a GPU run recorded in benchmarks/ shows varlen agreeing with it
@@ -211,7 +212,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, q_layout: Layout, k_layout: Layou
     Returns:
         [Rq, H, d].
     """
-    backend = _backend.get()
+    backend = _settings["backend"]
     if backend == "auto":
         backend = AUTO_ON_CUDA if q.is_cuda and varlen_unusable(q, k, v, dropout_p) is None else "padded"
     if backend == "varlen":
