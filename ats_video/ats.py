@@ -78,7 +78,7 @@ def cls_attention(q: Tensor, k: Tensor, layout: Layout) -> Tensor:
     dtype = _score_dtype(q, k)
     if q.dtype != dtype or k.dtype != dtype:
         q, k = q.to(dtype), k.to(dtype)
-    q_cls = q[layout.offsets[:-1]] * q.shape[-1] ** -0.5
+    q_cls = (layout.pad(q)[:, 0] if layout.uniform else q[layout.offsets[:-1]]) * q.shape[-1] ** -0.5
     if layout.uniform:
         return torch.einsum("shd,slhd->slh", q_cls, layout.pad(k)).softmax(dim=1)
     if padding_computed():  # one batched product over the padded keys: the faster way
@@ -101,19 +101,13 @@ def significance_scores(cls_attn: Tensor, v_norm: Tensor, num_prefix_tokens: int
     """
     p = num_prefix_tokens
     dtype = _score_dtype(cls_attn, v_norm)
-    weighted = cls_attn[:, p:].to(dtype) * v_norm[:, p:].to(dtype)
+    a, norm = cls_attn[:, p:], v_norm[:, p:]
+    if a.dtype != dtype or norm.dtype != dtype:
+        a, norm = a.to(dtype), norm.to(dtype)
+    weighted = a * norm
     # clamp: a head whose weights are all zero contributes zeros instead of NaN
     weighted = weighted / weighted.sum(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
     return weighted.sum(-1)
-
-
-def scores_usable(scores: Tensor) -> Tensor:
-    """0-d bool: every score finite and non-negative. A device value, read by the caller when
-    it reads the kept lengths (:func:`ats_video.patch.common.ats_attention`), not on its own."""
-    if not scores.numel():
-        return torch.ones((), dtype=torch.bool, device=scores.device)
-    s = scores.double()
-    return (s.sum() * 0 == 0) & (s.min() >= 0)  # x * 0 is 0 unless x is NaN or infinite
 
 
 UNUSABLE_SCORES = "ATS scores must be finite and non-negative (NaN, inf or negative values found)"
@@ -125,7 +119,8 @@ def _check(scores: Tensor, k: Union[int, Tensor]) -> None:
     low = k if isinstance(k, int) else (int(k.min()) if k.numel() else 1)
     if low < 1:
         raise ValueError(f"ATS budget K must be >= 1 in every row, got {low}")
-    if not bool(scores_usable(scores)):
+    s = scores.double()
+    if s.numel() and not bool((s.sum() * 0 == 0) & (s.min() >= 0)):  # x * 0 is 0 unless x is NaN or inf
         raise ValueError(UNUSABLE_SCORES)
 
 
@@ -317,8 +312,8 @@ def keep_tokens(
     Returns:
         keep: [R] bool, the kept rows (prefix rows included);
         lengths: [S] the kept rows per sequence;
-        usable: 0-d bool, False when a score was NaN, infinite or negative (then ``keep`` means
-            nothing: the caller raises ``ValueError(UNUSABLE_SCORES)``).
+        usable: 0-d bool, False when a score was NaN or infinite (then ``keep`` means nothing:
+            the caller raises ``ValueError(UNUSABLE_SCORES)``).
     """
     p = num_prefix_tokens
     norm = v.norm(dim=-1, dtype=_score_dtype(v))  # on the real rows only: [R, H]
@@ -331,4 +326,6 @@ def keep_tokens(
         slot = layout.pad(shared.slot)[:, p:]
         keep = _select_shared_rows(scores, valid, slot, shared, config)
     keep = F.pad(keep, (p, 0), value=True)
-    return layout.unpad(keep), keep.sum(-1), scores_usable(scores)  # padding scores are zeros
+    # scores made from softmax weights and norms are never negative: a NaN or an infinity
+    # anywhere makes the sum non-finite (padding scores are zeros)
+    return layout.unpad(keep), keep.sum(-1), scores.sum().isfinite()

@@ -72,11 +72,12 @@ class Layout:
         """Sequences of the given [S] lengths.
 
         ``max_len`` (the padded view's width: at least the longest length) and ``num_rows``
-        (their sum) are host values: a forward passes them in, read once per ATS block with
-        :func:`read_sizes`; left out, they are read here.
+        (their sum) are host values: a forward passes them in, from the lengths it reads once
+        per ATS block (:func:`read_lengths`); left out, they are read here.
         """
         if max_len is None or num_rows is None:
-            max_len, num_rows = read_sizes(longest(lengths), lengths.sum())
+            host = lengths.tolist()
+            max_len, num_rows = max(host, default=0), sum(host)
         offsets = F.pad(lengths.cumsum(0), (1, 0))
         if max_len * len(lengths) == num_rows:  # every sequence as long as the widest
             return Layout(offsets, lengths, max_len, True, None)
@@ -122,23 +123,17 @@ class Layout:
 
 
 @torch.compiler.disable  # one graph break for the whole read, not one per value
-def read_sizes(*values: Tensor) -> List[int]:
-    """0-d integer (or bool) device tensors -> Python ints, in one read: the one moment a forward
-    waits for the device, once per ATS block."""
-    return torch.stack([v.long() for v in values]).tolist() if values else []
-
-
-def longest(lengths: Tensor) -> Tensor:
-    """0-d, the largest of [S] lengths (0 for none)."""
-    return F.pad(lengths, (0, 1)).max()
+def read_lengths(lengths: Tensor, usable: Tensor) -> Tuple[List[int], bool]:
+    """[S] lengths and a 0-d bool flag -> their Python values, in one read: the one moment a
+    forward waits for the device, once per ATS block."""
+    host = torch.where(usable, lengths, -1).tolist()  # -1 everywhere: unusable
+    return host, not host or host[0] >= 0
 
 
 def true_indices(mask: Tensor, count: int) -> Tensor:
     """[N] bool -> [count] long, the positions of its True values in order, ``count`` (their
     number) being known on the host: ``mask.nonzero()`` without waiting for the device."""
-    out = torch.empty(count + 1, dtype=torch.long, device=mask.device)  # the last slot takes the rest
-    rank = torch.where(mask, mask.cumsum(0) - 1, count)
-    return out.scatter_(0, rank, torch.arange(len(mask), device=mask.device))[:count]
+    return mask.view(torch.uint8).argsort(descending=True, stable=True)[:count]
 
 
 @dataclass

@@ -114,7 +114,7 @@ def test_training_step_reads_once_per_ats_block(device_reads, name, mode):
 @pytest.mark.parametrize("name", ["deit", "timesformer"])
 def test_compiles_with_graph_breaks_at_the_reads_only(name):
     """torch.compile(dynamic=True) traces the whole forward but the one read per ATS block
-    (``read_sizes``, kept out of the graph), and the compiled model gives the eager logits."""
+    (``read_lengths``, kept out of the graph), and the compiled model gives the eager logits."""
     model, clips = model_and_clips(name, "frame", 0.5)
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
@@ -123,6 +123,6 @@ def test_compiles_with_graph_breaks_at_the_reads_only(name):
         compiled = torch.compile(model, dynamic=True, backend="eager")
         logits, kept = compiled(clips), [r.count for r in kept_tokens(compiled)]
         breaks = dict(counters["graph_break"])
-        assert breaks and all("read_sizes" in reason for reason in breaks), breaks
+        assert breaks and all("read_lengths" in reason for reason in breaks), breaks
         torch.testing.assert_close(logits, model(clips))
         assert all(torch.equal(a, r.count) for a, r in zip(kept, kept_tokens(model)))

@@ -18,7 +18,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from ats_video.ats import UNUSABLE_SCORES, ATSConfig, SharedGrid, keep_tokens
-from ats_video.tokens import KeptTokens, Layout, Tokens, attention, longest, read_sizes, true_indices
+from ats_video.tokens import KeptTokens, Layout, Tokens, attention, read_lengths, true_indices
 
 # (k or v [R, H, d], the tokens) -> the same, mixed with other rows (XViT's temporal shift)
 Mixer = Callable[[Tensor, Tokens], Tensor]
@@ -65,39 +65,37 @@ def ats_attention(
     num_prefix_tokens: int,
     config: Optional[ATSConfig],
     shared: Optional[SharedGrid] = None,
-    also_read: Optional[Callable[[Tensor], Sequence[Tensor]]] = None,
 ) -> Tuple[Tensor, Optional[Tensor], Layout, List[int]]:
     """Attention outputs of the rows an ATS layer keeps (all rows without ``config``), projected.
 
-    The ATS step's one read from the device happens here: the kept rows' count and longest
-    sequence, whether the scores were usable, and what ``also_read`` asks for, in one transfer.
+    The ATS step's one read from the device happens here: the kept lengths, with whether the
+    scores were usable, in one transfer.
 
     Args:
         attn: the attention module (``attn_drop``, ``norm``, ``proj``, ``proj_drop``).
         q, k, v: [R, H, d] packed by ``layout``, prefix rows first in every sequence.
         layout, num_prefix_tokens, config, shared: as :func:`ats_video.ats.keep_tokens`.
-        also_read: kept lengths [S] -> more 0-d values the caller needs on the host.
     Returns:
         out: [R', D] the kept rows' outputs;
         index: [R'] the kept rows, or None when every row is kept;
         out_layout: the sequences of ``out``;
-        also: the values of ``also_read`` as ints (empty without ``config``).
+        lengths: their lengths on the host (empty without ``config``).
     Raises:
-        ValueError: a score was NaN, infinite or negative.
+        ValueError: a score was NaN or infinite.
     """
-    index, out_layout, also = None, layout, []
+    index, out_layout, lengths = None, layout, []
     if config is not None:
-        keep, lengths, usable = keep_tokens(q, k, v, layout, num_prefix_tokens, config, shared)
-        extra = also_read(lengths) if also_read is not None else ()
-        num_rows, max_len, usable, *also = read_sizes(lengths.sum(), longest(lengths), usable, *extra)
+        keep, kept, usable = keep_tokens(q, k, v, layout, num_prefix_tokens, config, shared)
+        lengths, usable = read_lengths(kept, usable)
         if not usable:
             raise ValueError(UNUSABLE_SCORES)
+        num_rows = sum(lengths)
         if num_rows < layout.num_rows:
             index = true_indices(keep, num_rows)
-            q, out_layout = q[index], Layout.from_lengths(lengths, max_len, num_rows)
+            q, out_layout = q[index], Layout.from_lengths(kept, max(lengths), num_rows)
     dropout_p = attn.attn_drop.p if attn.training else 0.0
     out = attention(q, k, v, out_layout, layout, dropout_p).flatten(1)
-    return attn.proj_drop(attn.proj(attn.norm(out))), index, out_layout, also
+    return attn.proj_drop(attn.proj(attn.norm(out))), index, out_layout, lengths
 
 
 def attention_block(

@@ -40,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 from ats_video.ats import ATSConfig, SharedGrid
 from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
 from ats_video.patch.common import ats_attention, drop_path, linear_macs, macs_device, patch_embed_macs, qkv_heads
-from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens, attention, longest, true_indices
+from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens, attention, true_indices
 
 
 def time_groups(tokens: Tokens, frames: int, grid: Tuple[int, int]) -> Tuple[Tensor, Layout]:
@@ -130,18 +130,14 @@ def spatial_attention(
         slot = torch.where(position[:, 0] >= 0, position[:, 1] * grid[1] + position[:, 2], -1)
         shared = SharedGrid(frames, slot, grid[0] * grid[1])
     clips = tokens.layout.num_seqs
-
-    def clip_lengths(frame_lengths: Tensor) -> Tensor:  # CLS once per clip
-        return (frame_lengths.view(clips, frames) - 1).sum(1) + 1
-
-    out, kept, out_groups, also = ats_attention(
-        attn, q, k, v, groups, 1, config, shared, also_read=lambda lengths: [longest(clip_lengths(lengths))]
-    )
+    out, kept, out_groups, lengths = ats_attention(attn, q, k, v, groups, 1, config, shared)
     # out holds a group per (clip, frame), CLS first; in clip order the frames' patch rows follow
     # one another and a clip's CLS rows become one: patch row j of frame f goes to j - f + clip
     layout = tokens.layout
-    if kept is not None:
-        layout = Layout.from_lengths(clip_lengths(out_groups.lengths), also[0], out_groups.num_rows - clips * (frames - 1))
+    if kept is not None:  # a clip's rows: its frames' rows, CLS once
+        longest = max(sum(lengths[c * frames : (c + 1) * frames]) for c in range(clips)) - frames + 1
+        clip_lengths = (out_groups.lengths.view(clips, frames) - 1).sum(1) + 1
+        layout = Layout.from_lengths(clip_lengths, longest, out_groups.num_rows - clips * (frames - 1))
     frame = out_groups.sequence_of_rows()
     dest = torch.arange(len(out), device=out.device) - frame + torch.div(frame, frames, rounding_mode="floor")
     cls, cls_dest = out_groups.offsets[:-1], layout.offsets[:-1]
