@@ -139,6 +139,9 @@ _C.TEST.NUM_ENSEMBLE_VIEWS = 1
 _C.TEST.NUM_SPATIAL_CROPS = 3
 # How a video's view scores (softmax) are combined: "sum" or "max".
 _C.TEST.ENSEMBLE_METHOD = "sum"
+# Also save every view's softmax scores in test_scores.npz (view_scores [videos, views, classes]);
+# the per-video scores are always saved.
+_C.TEST.SAVE_VIEW_SCORES = False
 
 # ---------------------------------------------------------------------------------------------
 # MODEL

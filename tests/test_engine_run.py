@@ -357,3 +357,44 @@ def test_bf16_autocast_trains_and_tests_on_a_cpu(data_dir, tmp_path):
     assert json.loads((tmp_path / "test_results.json").read_text())["num_usable_videos"] == 9
     with pytest.raises(ValueError, match="TRAIN.MIXED_PRECISION: fp16 needs a GPU"):
         run_net.main(options(data_dir, tmp_path / "fp16", **{"TRAIN.MIXED_PRECISION": "fp16"}))
+
+
+def test_the_test_saves_scores_per_class_accuracy_and_a_confusion_matrix(trained):
+    results = json.loads((trained / "test_results.json").read_text())
+    with np.load(trained / "test_scores.npz") as f:  # numpy alone, no pickle
+        saved = dict(f)
+    assert set(saved) == {"scores", "labels", "paths", "usable", "class_names"}
+    assert saved["scores"].shape == (11, 3) and saved["scores"].dtype == np.float32
+    rows = read_csv(trained / "test_predictions.csv")
+    assert saved["paths"].tolist() == [r["path"] for r in rows]
+    assert saved["labels"].tolist() == [int(r["label"]) for r in rows]
+    assert saved["usable"].tolist() == [r["usable"] == "True" for r in rows]
+    usable = saved["usable"]
+    top1 = saved["scores"][usable].argmax(1)
+    assert results["top1"] == pytest.approx(100 * (top1 == saved["labels"][usable]).mean())
+    # 1x3 summed softmax scores: each usable row sums to 3 views
+    np.testing.assert_allclose(saved["scores"][usable].sum(1), 3.0, rtol=1e-5)
+    per_class = read_csv(trained / "test_per_class.csv")
+    recall = [
+        100 * (top1[saved["labels"][usable] == c] == c).mean() for c in range(3)
+    ]
+    assert [float(r["top1"]) for r in per_class] == pytest.approx(recall, abs=0.01)
+    assert results["mean_class_accuracy"] == pytest.approx(np.mean(recall))
+    assert "mean class accuracy" in (trained / "log.txt").read_text()
+    assert Image.open(trained / "test_confusion.png").size[0] > 300
+
+
+def test_view_scores_are_saved_when_asked_and_sum_to_the_video_scores(trained, data_dir, tmp_path):
+    out = tmp_path / "views"
+    settings = {
+        "TRAIN.ENABLE": False,
+        "TEST.CHECKPOINT_FILE_PATH": trained / "checkpoints" / "checkpoint_epoch_00003.pyth",
+        "TEST.SAVE_VIEW_SCORES": True,
+        "TEST.NUM_ENSEMBLE_VIEWS": 2,
+    }
+    run_net.main(options(data_dir, out, **settings))
+    with np.load(out / "test_scores.npz") as f:
+        views, scores, usable = f["view_scores"], f["scores"], f["usable"]
+    assert views.shape == (11, 6, 3)
+    assert np.isnan(views[~usable]).any() and not np.isnan(views[usable]).any()
+    np.testing.assert_allclose(views[usable].sum(1), scores[usable], rtol=1e-5)

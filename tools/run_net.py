@@ -10,7 +10,8 @@ NCCL on GPUs, gloo on CPUs. TRAIN.BATCH_SIZE and TEST.BATCH_SIZE are totals over
 
 Everything is written under OUTPUT_DIR: config.yaml (the whole config),
 checkpoints/checkpoint_epoch_NNNNN.pyth, log.txt, log.jsonl, tensorboard/, and after the test
-test_results.json, test_predictions.csv and (with ATS) kept_tokens_histogram.png, the kept
+test_results.json, test_predictions.csv, test_scores.npz, test_per_class.csv,
+test_confusion.png and (with ATS) kept_tokens_histogram.png, the kept
 tokens per clip of each ATS block.
 Training starts from the last checkpoint there when TRAIN.AUTO_RESUME is set (and continues
 exactly as an uninterrupted run would), else from TRAIN.CHECKPOINT_FILE_PATH (a classifier of
@@ -36,6 +37,7 @@ from ats_video.build import (
     build_lr_schedule,
     build_model,
     build_optimizer,
+    class_names,
     describe_ats,
 )
 from ats_video.checkpoint import load_checkpoint
@@ -52,6 +54,7 @@ from ats_video.engine.evaluate import (
     write_test_outputs,
 )
 from ats_video.engine.logs import Recorder, setup_logging
+from ats_video.engine.scores import write_score_outputs
 from ats_video.engine.train import train_epoch
 from ats_video.vis import kept_tokens_histogram
 
@@ -101,7 +104,9 @@ def views_loader(cfg, process: Process, split: str) -> torch.utils.data.DataLoad
     )
 
 
-def run_evaluation(cfg, process: Process, model, loader, desc: str) -> Evaluation:
+def run_evaluation(
+    cfg, process: Process, model, loader, desc: str, keep_view_scores: bool = False
+) -> Evaluation:
     return evaluate(
         model,
         loader,
@@ -111,6 +116,7 @@ def run_evaluation(cfg, process: Process, model, loader, desc: str) -> Evaluatio
         autocast_dtype=autocast_dtype(cfg.TRAIN.MIXED_PRECISION, process.device),
         desc=desc,
         show_progress=process.is_main,
+        keep_view_scores=keep_view_scores,
     )
 
 
@@ -218,7 +224,9 @@ def test(cfg, process: Process) -> None:
         f"testing {path} on {len(dataset.videos)} videos x {views} views "
         f"({cfg.TEST.ENSEMBLE_METHOD} of softmax scores), ATS {'on' if cfg.ATS.ENABLE else 'off'}"
     )
-    evaluation = run_evaluation(cfg, process, model, loader, f"test {views}")
+    evaluation = run_evaluation(
+        cfg, process, model, loader, f"test {views}", cfg.TEST.SAVE_VIEW_SCORES
+    )
     if not process.is_main:
         return
     ats = {key: cfg.ATS[key] for key in ("ENABLE", "BLOCKS", "K", "RATIO", "MODE", "SELECTOR")}
@@ -238,6 +246,14 @@ def test(cfg, process: Process) -> None:
         logger.warning(evaluation.unusable.summary())
     logger.info(f"wrote {cfg.OUTPUT_DIR}/test_results.json and test_predictions.csv")
     title = f"{cfg.MODEL.ARCH}, {describe_ats(cfg, model)}, {views} test"
+    written = write_score_outputs(
+        cfg.OUTPUT_DIR,
+        evaluation,
+        [video.path for video in dataset.videos],
+        class_names(cfg, "test"),
+        title=title,
+    )
+    logger.info(f"wrote {', '.join(written)}")
     logger.info(write_kept_histogram(cfg.OUTPUT_DIR, evaluation, title))
 
 
