@@ -21,6 +21,8 @@ import yaml
 from fvcore.common.config import CfgNode
 from timm.models import is_model_in_modules
 
+from ats_video.data.lists import SEPARATORS
+from ats_video.data.video_io import BACKENDS
 from ats_video.families import video_architectures
 
 _C = CfgNode()
@@ -192,6 +194,7 @@ MIXED_PRECISION = ("off", "bf16", "fp16")
 ENSEMBLE_METHODS = ("sum", "max")
 ATS_MODES = ("frame", "shared")
 ATS_SELECTORS = ("sample", "topk")
+DATASETS = ("kinetics", "imagenet")
 
 
 def get_cfg() -> CfgNode:
@@ -272,6 +275,9 @@ def check_cfg(cfg: CfgNode) -> None:
 
 def _check_data(cfg: CfgNode) -> None:
     data = cfg.DATA
+    _choice(cfg, "DATA.DATASET", DATASETS)
+    _choice(cfg, "DATA.PATH_LABEL_SEPARATOR", SEPARATORS)
+    _choice(cfg, "DATA.DECODING_BACKEND", BACKENDS)
     _positive_ints(cfg, "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE")
     _positive_ints(cfg, "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE", "DATA.TEST_RESIZE_SIZE")
     for key in ("MEAN", "STD"):
@@ -363,4 +369,17 @@ def _check_solver(cfg: CfgNode) -> None:
             steps[0] == 0 and all(a < b for a, b in zip(steps, steps[1:])),
             "SOLVER.STEPS",
             f"must start at epoch 0 and increase, got {steps}",
+        )
+        _need(
+            steps[-1] < solver.MAX_EPOCH,
+            "SOLVER.STEPS",
+            f"step {steps[-1]} is never reached: training ends after SOLVER.MAX_EPOCH "
+            f"{solver.MAX_EPOCH} epochs",
+        )
+    else:
+        _need(
+            not solver.STEPS and not solver.LRS,
+            "SOLVER.STEPS, SOLVER.LRS",
+            f"are read by LR_POLICY steps_with_relative_lrs only, not by {solver.LR_POLICY!r}: "
+            f"empty them (got {list(solver.STEPS)} and {list(solver.LRS)})",
         )

@@ -88,6 +88,23 @@ BAD_VALUES = [
         "SOLVER.STEPS",
     ),
     (["LOG_PERIOD", "0"], "LOG_PERIOD"),
+    (["SOLVER.STEPS", "[0, 10]", "SOLVER.LRS", "[1, 0.1]"], "SOLVER.STEPS, SOLVER.LRS"),
+    (
+        [
+            "SOLVER.LR_POLICY",
+            "steps_with_relative_lrs",
+            "SOLVER.MAX_EPOCH",
+            "15",
+            "SOLVER.STEPS",
+            "[0, 11, 20]",
+            "SOLVER.LRS",
+            "[1, 0.1, 0.01]",
+        ],
+        "SOLVER.STEPS",
+    ),
+    (["DATA.DECODING_BACKEND", "torchvision"], "DATA.DECODING_BACKEND"),
+    (["DATA.PATH_LABEL_SEPARATOR", ";"], "DATA.PATH_LABEL_SEPARATOR"),
+    (["DATA.DATASET", "ssv2"], "DATA.DATASET"),
 ]
 
 
