@@ -398,3 +398,44 @@ def test_view_scores_are_saved_when_asked_and_sum_to_the_video_scores(trained, d
     assert views.shape == (11, 6, 3)
     assert np.isnan(views[~usable]).any() and not np.isnan(views[usable]).any()
     np.testing.assert_allclose(views[usable].sum(1), scores[usable], rtol=1e-5)
+
+
+def resumable_copy(trained, out):
+    """``out`` holding the trained run's last checkpoint, as if that run had written it."""
+    (out / "checkpoints").mkdir(parents=True)
+    name = "checkpoint_epoch_00003.pyth"
+    (out / "checkpoints" / name).write_bytes((trained / "checkpoints" / name).read_bytes())
+    return out
+
+
+def test_resuming_honours_a_changed_weight_decay_and_says_so(trained, data_dir, tmp_path):
+    out = resumable_copy(trained, tmp_path / "resumed")
+    run_net.main(
+        options(data_dir, out, **{"SOLVER.MAX_EPOCH": 4, "SOLVER.WEIGHT_DECAY": 0.01,
+                                  "TEST.ENABLE": False})
+    )
+    saved = torch.load(out / "checkpoints" / "checkpoint_epoch_00004.pyth", weights_only=True)
+    decays = sorted({g["weight_decay"] for g in saved["optimizer_state"]["param_groups"]})
+    assert decays == [0.0, 0.01]  # norms, biases and embeddings: none; the rest: the new value
+    log = (out / "log.txt").read_text()
+    line = next(line for line in log.splitlines() if "resuming with settings changed" in line)
+    assert "SOLVER.MAX_EPOCH 3 -> 4" in line and "SOLVER.WEIGHT_DECAY 0.05 -> 0.01" in line
+
+
+def test_resuming_with_another_optimizer_is_refused_naming_the_key(trained, data_dir, tmp_path):
+    out = resumable_copy(trained, tmp_path / "sgd")
+    settings = {"SOLVER.MAX_EPOCH": 4, "SOLVER.OPTIMIZING_METHOD": "sgd"}
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZING_METHOD 'adamw' -> 'sgd'"):
+        run_net.main(options(data_dir, out, **settings))
+
+
+def test_a_test_at_other_settings_than_training_says_so_in_one_line(trained, data_dir, tmp_path):
+    out = tmp_path / "mismatch"
+    run_net.main(options(data_dir, out, **ats_test_settings(trained)))
+    lines = [line for line in (out / "log.txt").read_text().splitlines() if "training -> test" in line]
+    assert len(lines) == 1
+    assert "ATS.ENABLE False -> True; ATS.K 0 -> 6" in lines[0]
+    same = tmp_path / "same"
+    run_net.main(options(data_dir, same, **{"TRAIN.ENABLE": False,
+                                            "TEST.CHECKPOINT_FILE_PATH": ats_test_settings(trained)["TEST.CHECKPOINT_FILE_PATH"]}))
+    assert "training -> test" not in (same / "log.txt").read_text()

@@ -54,6 +54,7 @@ from ats_video.engine.evaluate import (
     write_test_outputs,
 )
 from ats_video.engine.logs import Recorder, setup_logging
+from ats_video.engine.run_config import check_resume, keep_optimizer_settings, test_mismatch
 from ats_video.engine.scores import write_score_outputs
 from ats_video.engine.train import train_epoch
 from ats_video.vis import kept_tokens_histogram
@@ -132,7 +133,9 @@ def train(cfg, process: Process) -> None:
     start_epoch = 0
     last = last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last:
-        start_epoch = resume(last, model, optimizer, scaler)
+        check_resume(last, cfg)
+        with keep_optimizer_settings(optimizer):
+            start_epoch = resume(last, model, optimizer, scaler)
         logger.info(f"resumed from {last} after epoch {start_epoch}")
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
         load_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, fresh_classifier=True)
@@ -217,6 +220,9 @@ def test(cfg, process: Process) -> None:
         )
     model = build_model(cfg).to(device)
     load_checkpoint(model, path)
+    mismatch = test_mismatch(path, cfg)
+    if mismatch and process.is_main:
+        logger.warning(mismatch)
     loader = views_loader(cfg, process, "test")
     dataset = loader.dataset
     views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS}x{cfg.TEST.NUM_SPATIAL_CROPS}"
