@@ -27,7 +27,7 @@ def test_yaml_then_overrides(tmp_path):
 
 
 def test_unknown_keys_are_named(tmp_path):
-    with pytest.raises(AssertionError, match="TRAIN.BATCHSIZE"):
+    with pytest.raises(KeyError, match="TRAIN.BATCHSIZE"):
         load_config("", ["TRAIN.BATCHSIZE", "8"])
     path = tmp_path / "typo.yaml"
     path.write_text("SOLVER:\n  BASE_LRR: 0.1\n")

@@ -312,7 +312,7 @@ def test_a_missing_data_directory_is_named(data_dir, tmp_path):
 
 
 def test_unknown_keys_and_missing_weights_are_named(data_dir, tmp_path):
-    with pytest.raises(AssertionError, match="SOLVER.BASE_LRR"):
+    with pytest.raises(KeyError, match="SOLVER.BASE_LRR"):
         run_net.main(options(data_dir, tmp_path, **{"SOLVER.BASE_LRR": 0.1}))
     config = tmp_path / "typo.yaml"
     config.write_text("TRAIN:\n  BATCHSIZE: 8\n")
@@ -439,3 +439,39 @@ def test_a_test_at_other_settings_than_training_says_so_in_one_line(trained, dat
     run_net.main(options(data_dir, same, **{"TRAIN.ENABLE": False,
                                             "TEST.CHECKPOINT_FILE_PATH": ats_test_settings(trained)["TEST.CHECKPOINT_FILE_PATH"]}))
     assert "training -> test" not in (same / "log.txt").read_text()
+
+
+def test_the_official_timesformer_yaml_runs_after_port_config(data_dir, tmp_path):
+    from official_configs import TIMESFORMER_DIVST_8X32_224
+
+    official = tmp_path / "TimeSformer_divST_8x32_224.yaml"
+    official.write_text(TIMESFORMER_DIVST_8X32_224)
+    ported = tmp_path / "tsf.yaml"
+    subprocess.run(
+        [sys.executable, ROOT / "tools" / "port_config.py", official, "-o", ported], check=True
+    )
+    out = tmp_path / "run"
+    tiny = {  # the data and a tiny model; everything else is the official file's
+        "DATA.PATH_TO_DATA_DIR": data_dir,
+        "DATA.TEST_LIST": "test.csv",
+        "DATA.NUM_FRAMES": 4,
+        "DATA.SAMPLING_RATE": 3,
+        "DATA.TRAIN_JITTER_SCALES": "[32, 40]",
+        "DATA.TRAIN_CROP_SIZE": 32,
+        "DATA.TEST_CROP_SIZE": 32,
+        "DATA.DECODING_BACKEND": "pyav",
+        "DATA_LOADER.NUM_WORKERS": 0,
+        **{f"MODEL.{k.upper()}": v for k, v in TINY_MODEL.items()},
+        "MODEL.NUM_CLASSES": 3,
+        "SOLVER.MAX_EPOCH": 1,
+        "SOLVER.STEPS": "[0]",
+        "SOLVER.LRS": "[1]",
+        "TEST.ENABLE": True,
+        "TENSORBOARD.ENABLE": False,
+        "OUTPUT_DIR": out,
+    }
+    run_net.main(["--cfg", str(ported), *[str(x) for item in tiny.items() for x in item]])
+    config = run_net.load_config(str(out / "config.yaml"))
+    assert (config.MODEL.ARCH, config.ATS.ENABLE, config.SOLVER.BASE_LR) == ("timesformer", False, 0.005)
+    assert (out / "checkpoints" / "checkpoint_epoch_00001.pyth").exists()
+    assert json.loads((out / "test_results.json").read_text())["num_videos"] == 11

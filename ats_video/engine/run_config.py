@@ -27,6 +27,7 @@ import torch
 import yaml
 
 from ats_video.checkpoint import read_checkpoint
+from ats_video.config import flatten
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +59,6 @@ TEST_KEYS = (
 Change = Tuple[str, Any, Any]  # key, checkpoint's value, this run's value
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"SOLVER": {"BASE_LR": 0.1}}`` -> ``{"SOLVER.BASE_LR": 0.1}``; lists become tuples."""
-    flat: Dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return flat
-
 
 def stored_config(path: str) -> Optional[Dict[str, Any]]:
     """The flattened config stored in checkpoint ``path`` (None when it stores none)."""
@@ -85,7 +76,7 @@ def stored_config(path: str) -> Optional[Dict[str, Any]]:
 def changes(stored: Mapping[str, Any], cfg, keys=None) -> List[Change]:
     """The keys (all of ``cfg``'s, or ``keys``) whose value differs between ``stored`` and
     ``cfg``; keys the stored config lacks (another project's, an older version's) are skipped."""
-    current = flatten(yaml.safe_load(cfg.dump()))
+    current = flatten(yaml.safe_load(cfg.dump()))  # lists as YAML reads them, as ``stored``
     return [
         (key, stored[key], current[key])
         for key in (keys or current)
