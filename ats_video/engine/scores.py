@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ats_video.checkpoint import write_atomically
+
 if TYPE_CHECKING:  # matplotlib is imported only where the figure is drawn
     from matplotlib.figure import Figure
 
@@ -87,9 +89,7 @@ def save_scores(
     )
     if view_scores is not None:
         arrays["view_scores"] = view_scores.float().numpy()
-    partial = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial.npz")
-    np.savez_compressed(partial, **arrays)
-    os.replace(partial, path)
+    write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def class_label(index: int, class_names: Optional[Sequence[str]]) -> str:
