@@ -475,3 +475,17 @@ def test_the_official_timesformer_yaml_runs_after_port_config(data_dir, tmp_path
     assert (config.MODEL.ARCH, config.ATS.ENABLE, config.SOLVER.BASE_LR) == ("timesformer", False, 0.005)
     assert (out / "checkpoints" / "checkpoint_epoch_00001.pyth").exists()
     assert json.loads((out / "test_results.json").read_text())["num_videos"] == 11
+
+
+def test_long_job_logs_eta_training_top1_and_the_whole_config(trained):
+    log = (trained / "log.txt").read_text()
+    lines = [line for line in log.splitlines() if " iter " in line and "loss" in line]
+    assert lines and all("top-1 " in line and ", ETA epoch " in line and ", run " in line for line in lines)
+    assert "max mem" not in log  # a CPU run has no GPU memory to report
+    rows = [r for r in read_jsonl(trained / "log.jsonl") if r["split"] == "train"]
+    assert all(0 <= r["top1"] <= 100 and r["eta_epoch_s"] >= 0 for r in rows)
+    last = rows[-1]  # the run's last iteration: nothing left
+    assert last["eta_epoch_s"] == 0 and last["eta_run_s"] == 0
+    assert rows[0]["eta_run_s"] > rows[0]["eta_epoch_s"] > 0
+    # the whole config, into log.txt at the start
+    assert f"config:\n{(trained / 'config.yaml').read_text()}" in log

@@ -8,7 +8,8 @@
 One process, or many under torchrun (its multi-node flags too): DistributedDataParallel over
 NCCL on GPUs, gloo on CPUs. TRAIN.BATCH_SIZE and TEST.BATCH_SIZE are totals over all processes.
 
-Everything is written under OUTPUT_DIR: config.yaml (the whole config),
+Everything is written under OUTPUT_DIR: config.yaml (the whole config; an earlier run's that
+differs is kept as config.N.yaml),
 checkpoints/checkpoint_epoch_NNNNN.pyth, log.txt, log.jsonl, tensorboard/, and after the test
 test_results.json, test_predictions.csv, test_scores.npz, test_per_class.csv,
 test_confusion.png and (with ATS) kept_tokens_histogram.png, the kept
@@ -53,7 +54,7 @@ from ats_video.engine.evaluate import (
     test_results,
     write_test_outputs,
 )
-from ats_video.engine.logs import Recorder, setup_logging
+from ats_video.engine.logs import Recorder, setup_logging, write_run_config
 from ats_video.engine.run_config import check_resume, keep_optimizer_settings, test_mismatch
 from ats_video.engine.scores import write_score_outputs
 from ats_video.engine.train import train_epoch
@@ -284,8 +285,8 @@ def main(argv=None) -> int:
     try:
         setup_logging(cfg.OUTPUT_DIR, process.is_main)
         if process.is_main:  # the whole config, to read or to run again with --cfg
-            with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-                f.write(cfg.dump())
+            logger.info(f"config:\n{cfg.dump()}")
+            logger.info(write_run_config(cfg.OUTPUT_DIR, cfg.dump()))
         if cfg.TRAIN.ENABLE:
             train(cfg, process)
         if cfg.TEST.ENABLE:
