@@ -224,10 +224,11 @@ def load_config(path: str = "", opts: Sequence[str] = ()) -> CfgNode:
         if not isinstance(content, dict):
             what = "empty" if content is None else f"a {type(content).__name__}, not a mapping"
             raise ValueError(f"config file {path} is {what}")
-        unknown = {f"config file {path}": [k for k in flatten(content) if k not in known], **unknown}
+        in_file = [key for key in flatten(content) if key not in known]
+        unknown = {f"config file {path}": in_file, **unknown}
     if any(unknown.values()):
         raise UnknownKeysError(
-            "\n".join(unknown_keys_message(keys, source) for source, keys in unknown.items() if keys)
+            "\n".join(unknown_keys_message(keys, where) for where, keys in unknown.items() if keys)
         )
     if path:
         cfg.merge_from_file(path)

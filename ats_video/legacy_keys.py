@@ -185,8 +185,9 @@ def advice(key: str) -> str:
         return f"{key}: not a key of this project"
     if entry.ours:
         return f"{key}: here `{entry.ours}`, same meaning"
-    values = "" if entry.accepted == ANY else f" (values other than {entry.accepted}: not supported)"
-    return f"{key}: {entry.instead}{values}"
+    if entry.accepted == ANY:
+        return f"{key}: {entry.instead}"
+    return f"{key}: {entry.instead} (values other than {entry.accepted}: not supported)"
 
 
 def unknown_keys_message(keys: List[str], source: str) -> str:

@@ -15,7 +15,7 @@ from ats_video.models.timesformer import timesformer
 from ats_video.models.xvit import xvit
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("export_official", ROOT / "tools" / "export_official.py")
+spec = importlib.util.spec_from_file_location("export", ROOT / "tools" / "export_official.py")
 export_tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(export_tool)
 

@@ -162,7 +162,8 @@ def write_score_outputs(
 ) -> list[str]:
     """Writes ``test_scores.npz``, ``test_per_class.csv`` and ``test_confusion.png`` of a
     test under ``output_dir``; returns their paths."""
-    written = [os.path.join(output_dir, name) for name in (SCORES_FILE, PER_CLASS_FILE, CONFUSION_FILE)]
+    names = (SCORES_FILE, PER_CLASS_FILE, CONFUSION_FILE)
+    written = [os.path.join(output_dir, name) for name in names]
     save_scores(
         written[0],
         scores=evaluation.scores,

@@ -123,7 +123,8 @@ def train_epoch(
                 f"top-1 {values['top1']:.1f}%, lr {lr:.3g}, {values['clips_per_s']:.1f} clips/s, "
                 f"data {values['data_time']:.3f} s/iter"
                 + "".join(f", kept tokens block {b}: {v:.1f}" for b, v in kept.items())
-                + f", ETA epoch {duration(values['eta_epoch_s'])}, run {duration(values['eta_run_s'])}"
+                + f", ETA epoch {duration(values['eta_epoch_s'])}"
+                + f", run {duration(values['eta_run_s'])}"
                 + (f", max mem {values['max_mem_gib']:.2f} GiB" if "max_mem_gib" in values else "")
             )
             epoch_loss += loss_sum
