@@ -114,20 +114,12 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
     if data.DATASET != "kinetics":
         raise ValueError(f"DATA.DATASET must be 'kinetics' or 'imagenet', got {data.DATASET!r}")
 
-    source = {"train": data.TRAIN_LIST, "val": data.VAL_LIST, "test": data.TEST_LIST}[split]
-    train_tree = os.path.join(root, data.TRAIN_LIST)
-    class_names = None
-    if data.CLASS_NAMES_FILE:
-        class_names = read_class_names(os.path.join(root, data.CLASS_NAMES_FILE))
-    elif os.path.isdir(os.path.join(root, source)) and os.path.isdir(train_tree):
-        # class-folder trees and no class map: every split is numbered by the training tree's
-        # classes, so a split that lacks a class shifts no other class's index
-        class_names = class_folders(train_tree)
+    source = _list_of(data, split)
     videos = load_videos(
         os.path.join(root, source),
         prefix=data.PATH_PREFIX or root,
         separator=data.PATH_LABEL_SEPARATOR,
-        class_names=class_names,
+        class_names=class_names(cfg, split),
     )
     # a label beyond the classifier would otherwise surface only in the loss, far from its cause
     label = max(video.label for video in videos)
@@ -137,6 +129,29 @@ def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
             f"{cfg.MODEL.NUM_CLASSES}"
         )
     return build_video_dataset(cfg, videos, split)
+
+
+def _list_of(data: CfgNode, split: str) -> str:
+    return {"train": data.TRAIN_LIST, "val": data.VAL_LIST, "test": data.TEST_LIST}[split]
+
+
+def class_names(cfg: CfgNode, split: str) -> list[str] | None:
+    """The class names of ``split`` in index order where the data names them: the
+    DATA.CLASS_NAMES_FILE map, or the training tree's class folders (ImageNet, or Kinetics-style
+    class-folder trees); None for plain lists without a class map."""
+    data = cfg.DATA
+    root = data.PATH_TO_DATA_DIR
+    if data.DATASET == "imagenet":
+        train_tree = os.path.join(root, "train")
+        return class_folders(train_tree) if os.path.isdir(train_tree) else None
+    if data.CLASS_NAMES_FILE:
+        return read_class_names(os.path.join(root, data.CLASS_NAMES_FILE))
+    train_tree = os.path.join(root, data.TRAIN_LIST)
+    if os.path.isdir(os.path.join(root, _list_of(data, split))) and os.path.isdir(train_tree):
+        # class-folder trees and no class map: every split is numbered by the training tree's
+        # classes, so a split that lacks a class shifts no other class's index
+        return class_folders(train_tree)
+    return None
 
 
 def build_video_dataset(cfg: CfgNode, videos: Sequence[VideoRecord], split: str) -> KineticsDataset:

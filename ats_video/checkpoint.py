@@ -20,7 +20,7 @@ loads the same before and after ``apply_ats``. For fine-tuning on another label 
 
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -168,10 +168,18 @@ def save_checkpoint(model: nn.Module, path: PathLike, **extra: Any) -> None:
     crash mid-write never leaves a partial file under ``path``.
     """
     arch = family_of(model).model_type.__name__
+    contents = {"format": FORMAT, "arch": arch, "model_state": model.state_dict(), **extra}
+    write_atomically(path, lambda f: torch.save(contents, f))
+
+
+def write_atomically(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Calls ``write`` on a file beside ``path`` under a temporary name (``.NAME.partial``) and
+    renames it to ``path`` when complete, so a crash mid-write never leaves a partial file
+    under ``path``."""
     path = os.fspath(path)
     partial = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
     with open(partial, "wb") as f:
-        torch.save({"format": FORMAT, "arch": arch, "model_state": model.state_dict(), **extra}, f)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)

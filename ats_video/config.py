@@ -1,8 +1,10 @@
 """Config defaults, PySlowFast style: an fvcore ``CfgNode`` that YAML files and ``KEY VALUE``
 command-line pairs override, checked once when it is read.
 
-Unknown keys are errors that name the key (``merge_from_file`` raises ``KeyError``,
-``merge_from_list`` ``AssertionError``), so a typo never silently falls back to a default.
+Unknown keys are errors: :func:`load_config` names every unknown key of the file and of the
+command line at once (``UnknownKeysError``, a ``KeyError``), with what to use instead for the
+keys of PySlowFast, TimeSformer and XViT (:mod:`ats_video.legacy_keys`), so a typo never
+silently falls back to a default.
 :func:`load_config` (what the tools call) then checks the values with :func:`check_cfg`, so a
 value that would be ignored or would fail far from its cause is an error naming its key.
 Only the tools and ``ats_video.build`` read a config; everything else takes plain arguments.
@@ -15,13 +17,17 @@ PySlowFast's where it has one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Dict
 
 import yaml
 from fvcore.common.config import CfgNode
 from timm.models import is_model_in_modules
 
+from ats_video.data.lists import SEPARATORS
+from ats_video.data.video_io import BACKENDS
 from ats_video.families import video_architectures
+from ats_video.legacy_keys import unknown_keys_message
 
 _C = CfgNode()
 
@@ -139,6 +145,9 @@ _C.TEST.NUM_ENSEMBLE_VIEWS = 1
 _C.TEST.NUM_SPATIAL_CROPS = 3
 # How a video's view scores (softmax) are combined: "sum" or "max".
 _C.TEST.ENSEMBLE_METHOD = "sum"
+# Also save every view's softmax scores in test_scores.npz (view_scores [videos, views, classes]);
+# the per-video scores are always saved.
+_C.TEST.SAVE_VIEW_SCORES = False
 
 # ---------------------------------------------------------------------------------------------
 # MODEL
@@ -189,6 +198,7 @@ MIXED_PRECISION = ("off", "bf16", "fp16")
 ENSEMBLE_METHODS = ("sum", "max")
 ATS_MODES = ("frame", "shared")
 ATS_SELECTORS = ("sample", "topk")
+DATASETS = ("kinetics", "imagenet")
 
 
 def get_cfg() -> CfgNode:
@@ -205,6 +215,8 @@ def load_config(path: str = "", opts: Sequence[str] = ()) -> CfgNode:
         non-mapping YAML file, or a key whose value cannot work.
     """
     cfg = get_cfg()
+    known = flatten(cfg)
+    unknown = {"the command line": [key for key in opts[::2] if key not in known]}
     if path:
         with open(path) as f:
             content = yaml.safe_load(f)
@@ -212,11 +224,36 @@ def load_config(path: str = "", opts: Sequence[str] = ()) -> CfgNode:
         if not isinstance(content, dict):
             what = "empty" if content is None else f"a {type(content).__name__}, not a mapping"
             raise ValueError(f"config file {path} is {what}")
+        in_file = [key for key in flatten(content) if key not in known]
+        unknown = {f"config file {path}": in_file, **unknown}
+    if any(unknown.values()):
+        raise UnknownKeysError(
+            "\n".join(unknown_keys_message(keys, where) for where, keys in unknown.items() if keys)
+        )
+    if path:
         cfg.merge_from_file(path)
     cfg.merge_from_list(list(opts))
     check_cfg(cfg)
     cfg.freeze()
     return cfg
+
+
+class UnknownKeysError(KeyError):
+    """Config keys this project does not have, every one named."""
+
+    def __str__(self) -> str:  # KeyError's own quotes its message as a repr
+        return str(self.args[0])
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """A config tree (a CfgNode or YAML's dicts) -> ``{"SECTION.KEY": value}``."""
+    flat: Dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _fail(key: str, message: str) -> None:
@@ -269,6 +306,9 @@ def check_cfg(cfg: CfgNode) -> None:
 
 def _check_data(cfg: CfgNode) -> None:
     data = cfg.DATA
+    _choice(cfg, "DATA.DATASET", DATASETS)
+    _choice(cfg, "DATA.PATH_LABEL_SEPARATOR", SEPARATORS)
+    _choice(cfg, "DATA.DECODING_BACKEND", BACKENDS)
     _positive_ints(cfg, "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE")
     _positive_ints(cfg, "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE", "DATA.TEST_RESIZE_SIZE")
     for key in ("MEAN", "STD"):
@@ -360,4 +400,17 @@ def _check_solver(cfg: CfgNode) -> None:
             steps[0] == 0 and all(a < b for a, b in zip(steps, steps[1:])),
             "SOLVER.STEPS",
             f"must start at epoch 0 and increase, got {steps}",
+        )
+        _need(
+            steps[-1] < solver.MAX_EPOCH,
+            "SOLVER.STEPS",
+            f"step {steps[-1]} is never reached: training ends after SOLVER.MAX_EPOCH "
+            f"{solver.MAX_EPOCH} epochs",
+        )
+    else:
+        _need(
+            not solver.STEPS and not solver.LRS,
+            "SOLVER.STEPS, SOLVER.LRS",
+            f"are read by LR_POLICY steps_with_relative_lrs only, not by {solver.LR_POLICY!r}: "
+            f"empty them (got {list(solver.STEPS)} and {list(solver.LRS)})",
         )

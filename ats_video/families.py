@@ -17,9 +17,11 @@ from ats_video.ats import ATSConfig, Budget
 from ats_video.models.timesformer import PRESETS as TIMESFORMER_PRESETS
 from ats_video.models.timesformer import TimeSformer
 from ats_video.models.timesformer import checkpoint_filter_fn as timesformer_checkpoint_filter
+from ats_video.models.timesformer import to_official as timesformer_to_official
 from ats_video.models.xvit import PRESETS as XVIT_PRESETS
 from ats_video.models.xvit import XViT
 from ats_video.models.xvit import checkpoint_filter_fn as xvit_checkpoint_filter
+from ats_video.models.xvit import to_official as xvit_to_official
 from ats_video.models.vit import checkpoint_filter_fn as vit_checkpoint_filter
 from ats_video.patch import timesformer as timesformer_patch
 from ats_video.patch import vit as vit_patch
@@ -43,6 +45,8 @@ class Family:
     checkpoint_filter: (state dict, model) -> the state dict in the model's keys and shapes.
     forward_macs: (model, kept, batch size) -> [B] float64 multiply-adds per sample of a forward
         that kept ``kept`` (see :func:`ats_video.flops.gflops_as_run`).
+    to_official: state dict -> the same weights in the official release's keys (None: the
+        family's own keys are the release's, as timm's ViTs).
     """
 
     name: str
@@ -53,6 +57,7 @@ class Family:
     apply_ats: Callable[..., nn.Module]
     checkpoint_filter: Callable[[StateDict, nn.Module], StateDict]
     forward_macs: Callable[[nn.Module, Sequence[KeptTokens], int], Tensor]
+    to_official: Optional[Callable[[StateDict], StateDict]] = None
 
 
 FAMILIES: Tuple[Family, ...] = (
@@ -65,6 +70,7 @@ FAMILIES: Tuple[Family, ...] = (
         apply_ats=timesformer_patch.apply_ats_timesformer,
         forward_macs=timesformer_patch.forward_macs,
         checkpoint_filter=timesformer_checkpoint_filter,
+        to_official=timesformer_to_official,
     ),
     Family(
         name="xvit",
@@ -75,6 +81,7 @@ FAMILIES: Tuple[Family, ...] = (
         apply_ats=xvit_patch.apply_ats_xvit,
         forward_macs=xvit_patch.forward_macs,
         checkpoint_filter=xvit_checkpoint_filter,
+        to_official=xvit_to_official,
     ),
     Family(
         name="vit",

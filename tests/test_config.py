@@ -27,7 +27,7 @@ def test_yaml_then_overrides(tmp_path):
 
 
 def test_unknown_keys_are_named(tmp_path):
-    with pytest.raises(AssertionError, match="TRAIN.BATCHSIZE"):
+    with pytest.raises(KeyError, match="TRAIN.BATCHSIZE"):
         load_config("", ["TRAIN.BATCHSIZE", "8"])
     path = tmp_path / "typo.yaml"
     path.write_text("SOLVER:\n  BASE_LRR: 0.1\n")
@@ -88,6 +88,23 @@ BAD_VALUES = [
         "SOLVER.STEPS",
     ),
     (["LOG_PERIOD", "0"], "LOG_PERIOD"),
+    (["SOLVER.STEPS", "[0, 10]", "SOLVER.LRS", "[1, 0.1]"], "SOLVER.STEPS, SOLVER.LRS"),
+    (
+        [
+            "SOLVER.LR_POLICY",
+            "steps_with_relative_lrs",
+            "SOLVER.MAX_EPOCH",
+            "15",
+            "SOLVER.STEPS",
+            "[0, 11, 20]",
+            "SOLVER.LRS",
+            "[1, 0.1, 0.01]",
+        ],
+        "SOLVER.STEPS",
+    ),
+    (["DATA.DECODING_BACKEND", "torchvision"], "DATA.DECODING_BACKEND"),
+    (["DATA.PATH_LABEL_SEPARATOR", ";"], "DATA.PATH_LABEL_SEPARATOR"),
+    (["DATA.DATASET", "ssv2"], "DATA.DATASET"),
 ]
 
 

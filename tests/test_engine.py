@@ -270,3 +270,17 @@ def test_kept_tokens_of_every_view_are_collected_in_view_order(one_process):
         assert result.kept_per_view[block].tolist() == want[block]
         assert result.kept_tokens[block] == pytest.approx(np.mean(want[block]))
     assert len(set(want[2])) > 1  # the views kept different numbers: the order is checked
+
+
+def test_a_run_keeps_the_earlier_config_when_it_differs(tmp_path):
+    from ats_video.engine.logs import duration, write_run_config
+
+    assert write_run_config(str(tmp_path), "A: 1\n") == f"wrote {tmp_path}/config.yaml"
+    write_run_config(str(tmp_path), "A: 1\n")  # the same again: nothing to keep
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+    said = write_run_config(str(tmp_path), "A: 2\n")
+    assert said.endswith(f"kept as {tmp_path}/config.1.yaml")
+    write_run_config(str(tmp_path), "A: 3\n")
+    texts = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert texts == {"config.1.yaml": "A: 1\n", "config.2.yaml": "A: 2\n", "config.yaml": "A: 3\n"}
+    assert (duration(3725.4), duration(59.6)) == ("1:02:05", "0:01:00")

@@ -64,9 +64,9 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def options(data_dir, output_dir, **overrides):
-    """KEY VALUE pairs for a tiny TimeSformer (4 frames of 32 px) on ``data_dir``."""
-    values = {
+def tiny_data(data_dir):
+    """The settings of ``data_dir``'s clips: 4 frames of 32 px, decoded in the process."""
+    return {
         "DATA.PATH_TO_DATA_DIR": data_dir,
         "DATA.TEST_LIST": "test.csv",
         "DATA.NUM_FRAMES": 4,
@@ -76,6 +76,13 @@ def options(data_dir, output_dir, **overrides):
         "DATA.TEST_CROP_SIZE": 32,
         "DATA.DECODING_BACKEND": "pyav",
         "DATA_LOADER.NUM_WORKERS": 0,
+    }
+
+
+def options(data_dir, output_dir, **overrides):
+    """KEY VALUE pairs for a tiny TimeSformer (4 frames of 32 px) on ``data_dir``."""
+    values = {
+        **tiny_data(data_dir),
         "MODEL.ARCH": "timesformer",
         "MODEL.PATCH_SIZE": 8,
         "MODEL.EMBED_DIM": 48,
@@ -312,7 +319,7 @@ def test_a_missing_data_directory_is_named(data_dir, tmp_path):
 
 
 def test_unknown_keys_and_missing_weights_are_named(data_dir, tmp_path):
-    with pytest.raises(AssertionError, match="SOLVER.BASE_LRR"):
+    with pytest.raises(KeyError, match="SOLVER.BASE_LRR"):
         run_net.main(options(data_dir, tmp_path, **{"SOLVER.BASE_LRR": 0.1}))
     config = tmp_path / "typo.yaml"
     config.write_text("TRAIN:\n  BATCHSIZE: 8\n")
@@ -357,3 +364,130 @@ def test_bf16_autocast_trains_and_tests_on_a_cpu(data_dir, tmp_path):
     assert json.loads((tmp_path / "test_results.json").read_text())["num_usable_videos"] == 9
     with pytest.raises(ValueError, match="TRAIN.MIXED_PRECISION: fp16 needs a GPU"):
         run_net.main(options(data_dir, tmp_path / "fp16", **{"TRAIN.MIXED_PRECISION": "fp16"}))
+
+
+def test_the_test_saves_scores_per_class_accuracy_and_a_confusion_matrix(trained):
+    results = json.loads((trained / "test_results.json").read_text())
+    with np.load(trained / "test_scores.npz") as f:  # numpy alone, no pickle
+        saved = dict(f)
+    assert set(saved) == {"scores", "labels", "paths", "usable", "class_names"}
+    assert saved["scores"].shape == (11, 3) and saved["scores"].dtype == np.float32
+    rows = read_csv(trained / "test_predictions.csv")
+    assert saved["paths"].tolist() == [r["path"] for r in rows]
+    assert saved["labels"].tolist() == [int(r["label"]) for r in rows]
+    assert saved["usable"].tolist() == [r["usable"] == "True" for r in rows]
+    usable = saved["usable"]
+    top1 = saved["scores"][usable].argmax(1)
+    assert results["top1"] == pytest.approx(100 * (top1 == saved["labels"][usable]).mean())
+    # 1x3 summed softmax scores: each usable row sums to 3 views
+    np.testing.assert_allclose(saved["scores"][usable].sum(1), 3.0, rtol=1e-5)
+    per_class = read_csv(trained / "test_per_class.csv")
+    recall = [
+        100 * (top1[saved["labels"][usable] == c] == c).mean() for c in range(3)
+    ]
+    assert [float(r["top1"]) for r in per_class] == pytest.approx(recall, abs=0.01)
+    assert results["mean_class_accuracy"] == pytest.approx(np.mean(recall))
+    assert "mean class accuracy" in (trained / "log.txt").read_text()
+    assert Image.open(trained / "test_confusion.png").size[0] > 300
+
+
+def test_view_scores_are_saved_when_asked_and_sum_to_the_video_scores(trained, data_dir, tmp_path):
+    out = tmp_path / "views"
+    settings = {
+        "TRAIN.ENABLE": False,
+        "TEST.CHECKPOINT_FILE_PATH": trained / "checkpoints" / "checkpoint_epoch_00003.pyth",
+        "TEST.SAVE_VIEW_SCORES": True,
+        "TEST.NUM_ENSEMBLE_VIEWS": 2,
+    }
+    run_net.main(options(data_dir, out, **settings))
+    with np.load(out / "test_scores.npz") as f:
+        views, scores, usable = f["view_scores"], f["scores"], f["usable"]
+    assert views.shape == (11, 6, 3)
+    assert np.isnan(views[~usable]).any() and not np.isnan(views[usable]).any()
+    np.testing.assert_allclose(views[usable].sum(1), scores[usable], rtol=1e-5)
+
+
+def resumable_copy(trained, out):
+    """``out`` holding the trained run's last checkpoint, as if that run had written it."""
+    (out / "checkpoints").mkdir(parents=True)
+    name = "checkpoint_epoch_00003.pyth"
+    (out / "checkpoints" / name).write_bytes((trained / "checkpoints" / name).read_bytes())
+    return out
+
+
+def test_resuming_honours_a_changed_weight_decay_and_says_so(trained, data_dir, tmp_path):
+    out = resumable_copy(trained, tmp_path / "resumed")
+    changed = {"SOLVER.MAX_EPOCH": 4, "SOLVER.WEIGHT_DECAY": 0.01, "TEST.ENABLE": False}
+    run_net.main(options(data_dir, out, **changed))
+    saved = torch.load(out / "checkpoints" / "checkpoint_epoch_00004.pyth", weights_only=True)
+    decays = sorted({g["weight_decay"] for g in saved["optimizer_state"]["param_groups"]})
+    assert decays == [0.0, 0.01]  # norms, biases and embeddings: none; the rest: the new value
+    log = (out / "log.txt").read_text()
+    line = next(line for line in log.splitlines() if "resuming with settings changed" in line)
+    assert "SOLVER.MAX_EPOCH 3 -> 4" in line and "SOLVER.WEIGHT_DECAY 0.05 -> 0.01" in line
+
+
+def test_resuming_with_another_optimizer_is_refused_naming_the_key(trained, data_dir, tmp_path):
+    out = resumable_copy(trained, tmp_path / "sgd")
+    settings = {"SOLVER.MAX_EPOCH": 4, "SOLVER.OPTIMIZING_METHOD": "sgd"}
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZING_METHOD 'adamw' -> 'sgd'"):
+        run_net.main(options(data_dir, out, **settings))
+
+
+def test_a_test_at_other_settings_than_training_says_so_in_one_line(trained, data_dir, tmp_path):
+    out = tmp_path / "mismatch"
+    run_net.main(options(data_dir, out, **ats_test_settings(trained)))
+    log = (out / "log.txt").read_text()
+    lines = [line for line in log.splitlines() if "training -> test" in line]
+    assert len(lines) == 1
+    assert "ATS.ENABLE False -> True; ATS.K 0 -> 6" in lines[0]
+    same = tmp_path / "same"
+    checkpoint = ats_test_settings(trained)["TEST.CHECKPOINT_FILE_PATH"]
+    run_net.main(
+        options(data_dir, same, **{"TRAIN.ENABLE": False, "TEST.CHECKPOINT_FILE_PATH": checkpoint})
+    )
+    assert "training -> test" not in (same / "log.txt").read_text()
+
+
+def test_the_official_timesformer_yaml_runs_after_port_config(data_dir, tmp_path):
+    from official_configs import TIMESFORMER_DIVST_8X32_224
+
+    official = tmp_path / "TimeSformer_divST_8x32_224.yaml"
+    official.write_text(TIMESFORMER_DIVST_8X32_224)
+    ported = tmp_path / "tsf.yaml"
+    subprocess.run(
+        [sys.executable, ROOT / "tools" / "port_config.py", official, "-o", ported], check=True
+    )
+    out = tmp_path / "run"
+    tiny = {  # the data and a tiny model; everything else is the official file's
+        **tiny_data(data_dir),
+        **{f"MODEL.{k.upper()}": v for k, v in TINY_MODEL.items()},
+        "MODEL.NUM_CLASSES": 3,
+        "SOLVER.MAX_EPOCH": 1,
+        "SOLVER.STEPS": "[0]",
+        "SOLVER.LRS": "[1]",
+        "TEST.ENABLE": True,
+        "TENSORBOARD.ENABLE": False,
+        "OUTPUT_DIR": out,
+    }
+    run_net.main(["--cfg", str(ported), *[str(x) for item in tiny.items() for x in item]])
+    config = run_net.load_config(str(out / "config.yaml"))
+    assert (config.MODEL.ARCH, config.ATS.ENABLE) == ("timesformer", False)
+    assert config.SOLVER.BASE_LR == 0.005  # the official file's
+    assert (out / "checkpoints" / "checkpoint_epoch_00001.pyth").exists()
+    assert json.loads((out / "test_results.json").read_text())["num_videos"] == 11
+
+
+def test_long_job_logs_eta_training_top1_and_the_whole_config(trained):
+    log = (trained / "log.txt").read_text()
+    lines = [line for line in log.splitlines() if " iter " in line and "loss" in line]
+    assert lines
+    assert all("top-1 " in line and ", ETA epoch " in line and ", run " in line for line in lines)
+    assert "max mem" not in log  # a CPU run has no GPU memory to report
+    rows = [r for r in read_jsonl(trained / "log.jsonl") if r["split"] == "train"]
+    assert all(0 <= r["top1"] <= 100 and r["eta_epoch_s"] >= 0 for r in rows)
+    last = rows[-1]  # the run's last iteration: nothing left
+    assert last["eta_epoch_s"] == 0 and last["eta_run_s"] == 0
+    assert rows[0]["eta_run_s"] > rows[0]["eta_epoch_s"] > 0
+    # the whole config, into log.txt at the start
+    assert f"config:\n{(trained / 'config.yaml').read_text()}" in log

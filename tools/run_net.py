@@ -8,9 +8,11 @@
 One process, or many under torchrun (its multi-node flags too): DistributedDataParallel over
 NCCL on GPUs, gloo on CPUs. TRAIN.BATCH_SIZE and TEST.BATCH_SIZE are totals over all processes.
 
-Everything is written under OUTPUT_DIR: config.yaml (the whole config),
+Everything is written under OUTPUT_DIR: config.yaml (the whole config; an earlier run's that
+differs is kept as config.N.yaml),
 checkpoints/checkpoint_epoch_NNNNN.pyth, log.txt, log.jsonl, tensorboard/, and after the test
-test_results.json, test_predictions.csv and (with ATS) kept_tokens_histogram.png, the kept
+test_results.json, test_predictions.csv, test_scores.npz, test_per_class.csv,
+test_confusion.png and (with ATS) kept_tokens_histogram.png, the kept
 tokens per clip of each ATS block.
 Training starts from the last checkpoint there when TRAIN.AUTO_RESUME is set (and continues
 exactly as an uninterrupted run would), else from TRAIN.CHECKPOINT_FILE_PATH (a classifier of
@@ -36,6 +38,7 @@ from ats_video.build import (
     build_lr_schedule,
     build_model,
     build_optimizer,
+    class_names,
     describe_ats,
 )
 from ats_video.checkpoint import load_checkpoint
@@ -51,7 +54,9 @@ from ats_video.engine.evaluate import (
     test_results,
     write_test_outputs,
 )
-from ats_video.engine.logs import Recorder, setup_logging
+from ats_video.engine.logs import Recorder, setup_logging, write_run_config
+from ats_video.engine.run_config import check_resume, keep_optimizer_settings, test_mismatch
+from ats_video.engine.scores import write_score_outputs
 from ats_video.engine.train import train_epoch
 from ats_video.vis import kept_tokens_histogram
 
@@ -116,7 +121,9 @@ def views_loader(cfg, process: Process, split: str) -> torch.utils.data.DataLoad
     )
 
 
-def run_evaluation(cfg, process: Process, model, loader, desc: str) -> Evaluation:
+def run_evaluation(
+    cfg, process: Process, model, loader, desc: str, keep_view_scores: bool = False
+) -> Evaluation:
     return evaluate(
         model,
         loader,
@@ -126,6 +133,7 @@ def run_evaluation(cfg, process: Process, model, loader, desc: str) -> Evaluatio
         autocast_dtype=autocast_dtype(cfg.TRAIN.MIXED_PRECISION, process.device),
         desc=desc,
         show_progress=process.is_main,
+        keep_view_scores=keep_view_scores,
     )
 
 
@@ -141,7 +149,9 @@ def train(cfg, process: Process) -> None:
     start_epoch = 0
     last = last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last:
-        start_epoch = resume(last, model, optimizer, scaler)
+        check_resume(last, cfg)
+        with keep_optimizer_settings(optimizer):
+            start_epoch = resume(last, model, optimizer, scaler)
         logger.info(f"resumed from {last} after epoch {start_epoch}")
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
         load_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, fresh_classifier=True)
@@ -226,6 +236,9 @@ def test(cfg, process: Process) -> None:
         )
     model = build_model(cfg).to(device)
     load_checkpoint(model, path)
+    mismatch = test_mismatch(path, cfg)
+    if mismatch and process.is_main:
+        logger.warning(mismatch)
     loader = views_loader(cfg, process, "test")
     dataset = loader.dataset
     views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS}x{cfg.TEST.NUM_SPATIAL_CROPS}"
@@ -233,7 +246,9 @@ def test(cfg, process: Process) -> None:
         f"testing {path} on {len(dataset.videos)} videos x {views} views "
         f"({cfg.TEST.ENSEMBLE_METHOD} of softmax scores), ATS {'on' if cfg.ATS.ENABLE else 'off'}"
     )
-    evaluation = run_evaluation(cfg, process, model, loader, f"test {views}")
+    evaluation = run_evaluation(
+        cfg, process, model, loader, f"test {views}", cfg.TEST.SAVE_VIEW_SCORES
+    )
     if not process.is_main:
         return
     ats = {key: cfg.ATS[key] for key in ("ENABLE", "BLOCKS", "K", "RATIO", "MODE", "SELECTOR")}
@@ -253,6 +268,14 @@ def test(cfg, process: Process) -> None:
         logger.warning(evaluation.unusable.summary())
     logger.info(f"wrote {cfg.OUTPUT_DIR}/test_results.json and test_predictions.csv")
     title = f"{cfg.MODEL.ARCH}, {describe_ats(cfg, model)}, {views} test"
+    written = write_score_outputs(
+        cfg.OUTPUT_DIR,
+        evaluation,
+        [video.path for video in dataset.videos],
+        class_names(cfg, "test"),
+        title=title,
+    )
+    logger.info(f"wrote {', '.join(written)}")
     logger.info(write_kept_histogram(cfg.OUTPUT_DIR, evaluation, title))
 
 
@@ -278,8 +301,8 @@ def main(argv=None) -> int:
     try:
         setup_logging(cfg.OUTPUT_DIR, process.is_main)
         if process.is_main:  # the whole config, to read or to run again with --cfg
-            with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-                f.write(cfg.dump())
+            logger.info(f"config:\n{cfg.dump()}")
+            logger.info(write_run_config(cfg.OUTPUT_DIR, cfg.dump()))
         if cfg.TRAIN.ENABLE:
             train(cfg, process)
         if cfg.TEST.ENABLE:

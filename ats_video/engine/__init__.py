@@ -6,7 +6,9 @@
 - ``schedule``: the learning rate as a pure function of the epoch.
 - ``train``: one training epoch.
 - ``evaluate``: the multi-view test (and clip-level validation) and its result files.
+- ``scores``: the test's scores file, per-class accuracy and confusion matrix.
 - ``checkpoints``: training checkpoints and exact resumption.
+- ``run_config``: a run's config against a checkpoint's (resuming, testing).
 - ``logs``: console, ``log.jsonl`` and TensorBoard.
 
 Only ``tools/run_net.py`` and ``ats_video.build`` read the config; these modules take plain

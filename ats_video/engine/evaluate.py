@@ -29,6 +29,7 @@ from ats_video.data.kinetics import UnusableVideos
 from ats_video.engine.data import EngineDataset
 from ats_video.engine.distributed import all_gather, all_reduce
 from ats_video.engine.logs import finite_or_none
+from ats_video.engine.scores import confusion_matrix, mean_class_accuracy
 from ats_video.flops import gflops_as_run
 from ats_video.tokens import kept_tokens
 
@@ -50,6 +51,8 @@ class Evaluation:
     tokens_per_clip: patch tokens a clip has before any ATS block (None without ATS).
     gflops_per_view: mean GFLOPs per view as run; gflops_without_ats: the same model without
         ATS. NaN where unknown.
+    view_scores: [V, views, C] every view's softmax scores (NaN for a view not run), when
+        :func:`evaluate` was asked to keep them; else None.
     """
 
     scores: Tensor
@@ -62,6 +65,7 @@ class Evaluation:
     tokens_per_clip: Optional[int] = None
     gflops_per_view: float = float("nan")
     gflops_without_ats: float = float("nan")
+    view_scores: Optional[Tensor] = None
 
     def accuracy(self, k: int) -> float:
         """Top-``k`` accuracy in percent over the usable videos (NaN if there are none)."""
@@ -70,6 +74,12 @@ class Evaluation:
         top = self.scores[self.usable].topk(min(k, self.scores.shape[1]), dim=1).indices
         hits = (top == self.labels[self.usable, None]).any(dim=1)
         return 100.0 * hits.double().mean().item()
+
+    def confusion(self) -> Tensor:
+        """[C, C] top-1 confusion matrix over the usable videos (row: true class)."""
+        return confusion_matrix(
+            self.scores[self.usable], self.labels[self.usable], self.scores.shape[1]
+        )
 
 
 def evaluate(
@@ -82,9 +92,11 @@ def evaluate(
     autocast_dtype: Optional[torch.dtype],
     desc: str,
     show_progress: bool,
+    keep_view_scores: bool = False,
 ) -> Evaluation:
     """Forwards this process's views of ``loader`` (an :class:`EngineDataset` sharded by a
-    ``ShardSampler``), and combines the results of all processes.
+    ``ShardSampler``), and combines the results of all processes; with ``keep_view_scores``
+    the result holds every view's scores as well (``Evaluation.view_scores``).
 
     ``model`` must be the plain model, not a DistributedDataParallel wrapper (its forward
     would wait for the other processes, which may have fewer batches).
@@ -93,6 +105,12 @@ def evaluate(
     num_videos = len(dataset.videos)
     scores = torch.zeros(num_videos, num_classes, device=device)
     views = torch.zeros(num_videos, dtype=torch.long, device=device)
+    # every view is run by one process at most, so the processes' rows add up; NaN marks views
+    # not run after the sum
+    view_scores = view_ran = None
+    if keep_view_scores:
+        view_scores = torch.zeros(num_videos, dataset.num_views, num_classes, device=device)
+        view_ran = torch.zeros(num_videos, dataset.num_views, dtype=torch.long, device=device)
     unusable = UnusableVideos(dataset)
     # added over the processes at the end: "views" run, their "gflops"
     stats: Counter = Counter()
@@ -126,6 +144,10 @@ def evaluate(
             else:
                 # scores start at 0, below any probability
                 scores.scatter_reduce_(0, index[:, None].expand_as(probs), probs, "amax")
+            if view_scores is not None:
+                view_index = batch["view_index"].to(device)[keep.to(device)]
+                view_scores[index, view_index] = probs
+                view_ran[index, view_index] = 1
             kept = kept_tokens(model)
             for record in kept:
                 kept_per_view[record.block].append(record.count.sum(dim=1).cpu())
@@ -136,6 +158,10 @@ def evaluate(
     stats["gflops"] = gflops.item()
     all_reduce(scores, "sum" if ensemble == "sum" else "max")
     all_reduce(views)
+    if view_scores is not None:
+        all_reduce(view_scores)
+        all_reduce(view_ran)
+        view_scores = view_scores.cpu().masked_fill(view_ran.cpu()[..., None] == 0, float("nan"))
     seen = views.cpu()
     if not bool((seen == dataset.num_views).all()):
         wrong = (seen != dataset.num_views).nonzero().flatten()[:5].tolist()
@@ -171,6 +197,7 @@ def evaluate(
         tokens_per_clip=tokens_per_clip,
         gflops_per_view=total["gflops"] / views_run if views_run else float("nan"),
         gflops_without_ats=plain,
+        view_scores=view_scores,
     )
 
 
@@ -180,6 +207,7 @@ def test_results(evaluation: Evaluation, dataset: EngineDataset, **about: Any) -
     return {
         "top1": finite_or_none(evaluation.accuracy(1)),
         "top5": finite_or_none(evaluation.accuracy(5)),
+        "mean_class_accuracy": finite_or_none(mean_class_accuracy(evaluation.confusion())),
         "num_videos": len(dataset.videos),
         "num_usable_videos": int(evaluation.usable.sum()),
         "num_views": dataset.num_views,
@@ -253,7 +281,8 @@ def test_log_lines(results: Mapping[str, Any], what: str) -> List[str]:
     gflops = results["gflops_per_view"]
     kept = {int(b): v for b, v in results["kept_tokens"].items()}
     return [
-        f"{what}: top-1 {number(results['top1'], 2)}%, top-5 {number(results['top5'], 2)}% over "
+        f"{what}: top-1 {number(results['top1'], 2)}%, top-5 {number(results['top5'], 2)}%, "
+        f"mean class accuracy {number(results['mean_class_accuracy'], 2)}% over "
         f"{results['num_usable_videos']} of {results['num_videos']} videos, "
         f"{results['num_views']} views each",
         f"GFLOPs per view: {number(gflops['as_run'], 2)} as run, "

@@ -95,3 +95,28 @@ class Recorder:
 def finite_or_none(value: float) -> Optional[float]:
     """JSON has no NaN: unknown values are written as null."""
     return value if math.isfinite(value) else None
+
+
+def duration(seconds: float) -> str:
+    """``3725.4`` -> ``"1:02:05"`` (hours:minutes:seconds)."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def write_run_config(output_dir: str, text: str) -> str:
+    """Writes the run's whole config to ``output_dir/config.yaml``. An earlier run's file that
+    differs is kept as ``config.N.yaml`` (N = 1, 2, ...: the first free number), so a run started
+    again with other settings never erases what the earlier one ran with. Says what it did."""
+    path = os.path.join(output_dir, "config.yaml")
+    kept = ""
+    if os.path.isfile(path):
+        with open(path) as f:
+            if f.read() != text:
+                n = 1
+                while os.path.exists(os.path.join(output_dir, f"config.{n}.yaml")):
+                    n += 1
+                kept = os.path.join(output_dir, f"config.{n}.yaml")
+                os.replace(path, kept)
+    with open(path, "w") as f:
+        f.write(text)
+    return f"wrote {path}" + (f"; the earlier run's, which differs, kept as {kept}" if kept else "")

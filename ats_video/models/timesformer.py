@@ -25,6 +25,8 @@ them once, when a checkpoint is loaded.
 from functools import partial
 from typing import Callable, Dict, Iterable, Optional, Set
 
+import logging
+
 import torch
 from einops import rearrange, reduce, repeat
 from timm.layers import Attention, DropPath, Mlp, trunc_normal_
@@ -33,8 +35,11 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ats_video.models.embeddings import resizable, resize_pos_embed, resize_time_embed
+from ats_video.models.from_image import block_range, is_image_vit, keep_model_init
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+_logger = logging.getLogger(__name__)
+OFFICIAL_PREFIX = "model."  # the release wraps its VisionTransformer as ``self.model``
 
 
 class PatchEmbed(nn.Module):
@@ -282,12 +287,15 @@ def _strip_prefix(state_dict: Dict[str, Tensor], prefix: str) -> Dict[str, Tenso
 def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: TimeSformer) -> Dict[str, Tensor]:
     """Maps a TimeSformer state dict (official ``.pyth`` or this project's) onto ``model``.
 
-    Strips the official wrapper's ``model.`` prefix, resizes ``pos_embed`` over the 2-D patch
+    Strips the official wrapper's ``model.`` prefix, initialises the temporal part from an
+    image ViT's state dict (:func:`from_image_vit`), resizes ``pos_embed`` over the 2-D patch
     grid (bicubic, the CLS entry kept) and ``time_embed`` along time (nearest, as the official
     code does), and logs a warning for each resize. Other keys pass unchanged, so a strict load
     afterwards reports anything that does not match.
     """
     state_dict = _strip_prefix(_strip_prefix(dict(state_dict), "module."), "model.")
+    if is_image_vit(state_dict, ("time_embed", "blocks.0.temporal")):
+        state_dict = from_image_vit(state_dict, model)
     if resizable(state_dict.get("pos_embed"), model.pos_embed):
         state_dict["pos_embed"] = resize_pos_embed(
             state_dict["pos_embed"], model.patch_embed.grid_size
@@ -298,3 +306,39 @@ def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: TimeSformer) -> D
             state_dict["time_embed"], model.num_frames, mode="nearest", name="time_embed"
         )
     return state_dict
+
+
+def from_image_vit(state_dict: Dict[str, Tensor], model: TimeSformer) -> Dict[str, Tensor]:
+    """An ImageNet ViT's state dict -> a TimeSformer's, as the release's ``load_pretrained``
+    initialises divided space-time attention: each block's ``temporal_attn`` and
+    ``temporal_norm1`` are copies of its ``attn`` and ``norm1``; ``time_embed`` (zeros) and
+    ``temporal_fc`` (zeros in every block but the first) keep the model's initialisation. The
+    ViT's ``pos_embed`` is resized afterwards like any other's; its ImageNet classifier is what
+    ``fresh_classifier`` replaces. Logs what came from what.
+
+    NOTE: the release resizes an image ViT's ``pos_embed`` along the flattened patch sequence
+    (nearest); here it is resized over the 2-D patch grid (bicubic), as for video checkpoints.
+    """
+    out = dict(state_dict)
+    copied = []
+    for key, value in state_dict.items():
+        for spatial, temporal in ((".attn.", ".temporal_attn."), (".norm1.", ".temporal_norm1.")):
+            if key.startswith("blocks.") and spatial in key:
+                out[key.replace(spatial, temporal)] = value.clone()
+                copied.append(key)
+    kept = keep_model_init(out, model, lambda k: k == "time_embed" or ".temporal_fc." in k)
+    _logger.info(
+        "TimeSformer from an image ViT, as the release's load_pretrained: temporal_attn <- attn "
+        "and temporal_norm1 <- norm1 in %s (%d tensors); from the model's initialisation "
+        "(temporal_fc zero in blocks 1 on): %s",
+        block_range(copied),
+        len(copied),
+        f"time_embed, temporal_fc in {block_range(kept)}" if "time_embed" in kept else kept,
+    )
+    return out
+
+
+def to_official(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """This project's TimeSformer state dict -> the release's: its key names are the release's,
+    under the ``model.`` prefix of the release's wrapper."""
+    return {OFFICIAL_PREFIX + key: value for key, value in state_dict.items()}

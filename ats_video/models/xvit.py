@@ -54,6 +54,7 @@ from timm.models.vision_transformer import init_weights_vit_timm
 from torch import Tensor, nn
 
 from ats_video.models.embeddings import resizable, resize_pos_embed, resize_time_embed
+from ats_video.models.from_image import block_range, is_image_vit, keep_model_init
 
 _logger = logging.getLogger(__name__)
 
@@ -482,7 +483,8 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: XViT) -> Dict[
     """Maps an official XViT state dict (or this project's own) onto ``model``'s keys and shapes.
 
     The one place that knows the release's layout: strips ``module.`` and ``base_model.``,
-    skips the release's unused ``new_fc`` classifier (with a warning). The release's
+    skips the release's unused ``new_fc`` classifier (with a warning), and starts the video
+    part afresh from an image ViT's state dict (:func:`from_image_vit`). The release's
     ``pos_embed`` (built for 224) and ``temp_embed`` (8 entries) load as they are into the
     presets, at any crop. Only when sizes differ from the model's, ``pos_embed`` is resized in
     2-D (bicubic, antialiased, once) and ``temp_embed`` fitted by :func:`_fit_temp_embed`, each
@@ -505,6 +507,8 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: XViT) -> Dict[
             continue
         name = name.removeprefix(BACKBONE_PREFIX)
         out[name if name in target else key] = value
+    if is_image_vit(out, ("temp_embed", "consensus.")):
+        out = from_image_vit(out, model)
     if skipped:
         _logger.warning(
             "XViT checkpoint: skipped %s (unused by the official model's forward)",
@@ -514,4 +518,39 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: XViT) -> Dict[
         out["pos_embed"] = resize_pos_embed(out["pos_embed"], model.pos_embed_grid)
     if resizable(out.get("temp_embed"), target["temp_embed"]):
         out["temp_embed"] = _fit_temp_embed(out["temp_embed"], target["temp_embed"].shape[1])
+    return out
+
+
+def from_image_vit(state_dict: Dict[str, Tensor], model: XViT) -> Dict[str, Tensor]:
+    """An ImageNet ViT's state dict -> an XViT's, as the release starts from one (its
+    ``XVIT.BASE_MODEL``): the ViT's weights are the backbone (space-time mixing has no weights
+    of its own), its ImageNet classifier ``head`` is dropped (the classifier here is the
+    temporal head's), and ``temp_embed`` (zeros) and the temporal head ``consensus`` keep the
+    model's initialisation. Logs what came from what.
+    """
+    head = [k for k in state_dict if k.startswith("head.")]
+    out = {k: v for k, v in state_dict.items() if k not in head}
+    kept = keep_model_init(out, model, lambda k: k == "temp_embed" or k.startswith("consensus."))
+    _logger.info(
+        "XViT from an image ViT: the backbone (%s) from the ViT, its classifier %s dropped; "
+        "from the model's initialisation: temp_embed and the temporal head (%d tensors)",
+        block_range(list(out)),
+        ", ".join(head) or "(none)",
+        len(kept),
+    )
+    return out
+
+
+def to_official(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """This project's XViT state dict -> the release's: the backbone under ``base_model.``, the
+    temporal head as ``consensus``, and the release's ``new_fc`` classifier, which its forward
+    never reads (zeros of the release's shape, [classes, embed_dim], for a strict load)."""
+    out = {
+        (key if key.startswith("consensus.") else BACKBONE_PREFIX + key): value
+        for key, value in state_dict.items()
+    }
+    classes = state_dict["consensus.mlp_head.4.weight"].shape[0]
+    dim = state_dict["norm.weight"].shape[0]
+    out["new_fc.weight"] = torch.zeros(classes, dim)
+    out["new_fc.bias"] = torch.zeros(classes)
     return out
