@@ -63,5 +63,5 @@ def auto_augment_clip(frames: torch.Tensor, transform: ImageTransform) -> torch.
     for frame in frames.numpy():
         random.setstate(states[0])
         np.random.set_state(states[1])
-        augmented.append(torch.from_numpy(np.asarray(transform(Image.fromarray(frame)))))
+        augmented.append(torch.from_numpy(np.array(transform(Image.fromarray(frame)))))
     return torch.stack(augmented)
