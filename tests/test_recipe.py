@@ -15,6 +15,7 @@ from ats_video.build import build_objective
 from ats_video.config import load_config
 from ats_video.data.augment import auto_augment_clip, auto_augment_transform
 from ats_video.data.transforms import VideoTrainTransform
+from ats_video.engine.data import EngineDataset, train_loader
 from ats_video.engine.objective import Objective
 
 
@@ -113,6 +114,25 @@ def test_build_objective_refuses_odd_batches_per_process_with_mixup():
     with pytest.raises(ValueError, match="^TRAIN.BATCH_SIZE: mixup"):
         build_objective(cfg, rank=0, batch_size=3)  # 6 clips over 2 processes
     assert not build_objective(load_config(""), rank=0, batch_size=3).mixes
+
+
+class Images(torch.utils.data.Dataset):
+    samples = [(f"{i}.JPEG", i % 2) for i in range(7)]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        return {"image": torch.full((3, 2, 2), float(index)), "label": self.samples[index][1]}
+
+
+def test_mixup_loader_drops_the_incomplete_batch_and_names_a_batch_too_large():
+    options = dict(seed=0, rank=0, world_size=1, num_workers=0, pin_memory=False)
+    loader = train_loader(EngineDataset(Images(), seed=0), batch_size=4, drop_last=True, **options)
+    assert [len(batch["label"]) for batch in loader] == [4]  # 7 images: the last 3 dropped
+    assert len(train_loader(EngineDataset(Images(), seed=0), batch_size=4, **options)) == 2
+    with pytest.raises(ValueError, match="no complete batch of 8 in the 7 training samples"):
+        train_loader(EngineDataset(Images(), seed=0), batch_size=8, drop_last=True, **options)
 
 
 def test_recipe_keys_are_off_by_default():

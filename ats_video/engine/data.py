@@ -139,12 +139,12 @@ def train_loader(
 ) -> DataLoader:
     """Shuffled training batches of this process (``batch_size`` per process); call
     :func:`set_epoch` before each epoch. ``drop_last`` drops an epoch's last, incomplete batch
-    (mixup needs even batches)."""
+    (mixup needs even batches); ValueError when that leaves no batch at all."""
     sampler = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
     )
     # workers are not persistent: each epoch's workers get a copy of the dataset with its epoch
-    return DataLoader(
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -152,6 +152,12 @@ def train_loader(
         pin_memory=pin_memory,
         drop_last=drop_last,
     )
+    if not len(loader):
+        raise ValueError(
+            f"no complete batch of {batch_size} in the {len(sampler)} training samples of "
+            f"process {rank}, and incomplete ones are dropped (mixup): lower TRAIN.BATCH_SIZE"
+        )
+    return loader
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
