@@ -85,8 +85,14 @@ def test_every_command_parses_and_loads_its_config(args):
     parsed = run_net.parse_args(args)
     cfg = load_config(str(ROOT / parsed.cfg_file), parsed.opts)
     assert cfg.ATS.ENABLE
-    if not cfg.TRAIN.ENABLE and cfg.TEST.CHECKPOINT_FILE_PATH:  # off the shelf
-        assert cfg.OUTPUT_DIR.endswith("off_the_shelf")
+    if cfg.TRAIN.ENABLE:  # fine-tuning from the official weights
+        assert "/" not in cfg.TRAIN.CHECKPOINT_FILE_PATH and cfg.OUTPUT_DIR.endswith("_tuned")
+    elif "/" not in cfg.TEST.CHECKPOINT_FILE_PATH:  # the official weights, off the shelf
+        assert cfg.OUTPUT_DIR.endswith("_off_the_shelf")
+    else:  # the last checkpoint of the fine-tuning
+        run = cfg.OUTPUT_DIR.removesuffix("_test")
+        last = f"{run}/checkpoints/checkpoint_epoch_{cfg.SOLVER.MAX_EPOCH:05d}.pyth"
+        assert cfg.TEST.CHECKPOINT_FILE_PATH == last
 
 
 def test_xvit_configs_carry_the_release_recipe():
