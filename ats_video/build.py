@@ -1,5 +1,5 @@
-"""Builders: the one place where a config becomes datasets, models, an optimizer and a
-learning-rate schedule."""
+"""Builders: the one place where a config becomes datasets, models, an optimizer, a
+learning-rate schedule and the training objective."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ats_video.data.files import class_folders
 from ats_video.data.imagenet import ImageNetFolder
 from ats_video.data.kinetics import KineticsDataset
 from ats_video.data.lists import VideoRecord, load_videos, read_class_names
+from ats_video.engine.objective import Objective
 from ats_video.engine.schedule import lr_at
 from ats_video.families import apply_ats, create_model, family_of, video_architectures
 from ats_video.tokens import unwrap
@@ -175,6 +176,7 @@ def build_video_dataset(cfg: CfgNode, videos: Sequence[VideoRecord], split: str)
         num_ensemble_views=cfg.TEST.NUM_ENSEMBLE_VIEWS if split == "test" else 1,
         num_spatial_crops=cfg.TEST.NUM_SPATIAL_CROPS if split == "test" else 1,
         decoding_backend=data.DECODING_BACKEND,
+        auto_augment=data.AUTO_AUGMENT,
     )
 
 
@@ -214,4 +216,26 @@ def build_lr_schedule(cfg: CfgNode) -> Callable[[float], float]:
         cosine_end_lr=solver.COSINE_END_LR,
         steps=tuple(solver.STEPS),
         lrs=tuple(solver.LRS),
+    )
+
+
+def build_objective(cfg: CfgNode, *, rank: int, batch_size: int) -> Objective:
+    """The training targets and loss (TRAIN.LABEL_SMOOTHING, TRAIN.MIXUP_ALPHA) of process
+    ``rank``, which trains ``batch_size`` clips a batch.
+
+    Raises:
+        ValueError naming TRAIN.BATCH_SIZE when mixup would meet an odd batch.
+    """
+    train = cfg.TRAIN
+    if train.MIXUP_ALPHA > 0 and batch_size % 2:
+        raise ValueError(
+            f"TRAIN.BATCH_SIZE: mixup (TRAIN.MIXUP_ALPHA {train.MIXUP_ALPHA}) needs an even "
+            f"number of clips per process, got {batch_size}"
+        )
+    return Objective(
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        label_smoothing=train.LABEL_SMOOTHING,
+        mixup_alpha=train.MIXUP_ALPHA,
+        seed=cfg.RNG_SEED,
+        rank=rank,
     )

@@ -24,6 +24,7 @@ import yaml
 from fvcore.common.config import CfgNode
 from timm.models import is_model_in_modules
 
+from ats_video.data.augment import auto_augment_transform
 from ats_video.data.lists import SEPARATORS
 from ats_video.data.video_io import BACKENDS
 from ats_video.families import video_architectures
@@ -154,9 +155,9 @@ _C.TEST.SAVE_VIEW_SCORES = False
 # ---------------------------------------------------------------------------------------------
 _C.MODEL = CfgNode()
 # A video preset (timesformer_base_8x224, timesformer_hr_16x448, timesformer_l_96x224,
-# xvit_base_16x224_k600, xvit_base_16x224_ssv2), a generic video model ("timesformer", "xvit") or
-# a timm ViT/DeiT name (deit_small_patch16_224, ...). Video models take their frame count from
-# DATA.NUM_FRAMES and their size from DATA.TRAIN_CROP_SIZE.
+# xvit_base_16x224_k600, xvit_base_16x224_ssv2, xvit_base_8x224_k400), a generic video model
+# ("timesformer", "xvit") or a timm ViT/DeiT name (deit_small_patch16_224, ...). Video models
+# take their frame count from DATA.NUM_FRAMES and their size from DATA.TRAIN_CROP_SIZE.
 _C.MODEL.ARCH = "timesformer_base_8x224"
 _C.MODEL.NUM_CLASSES = 400
 _C.MODEL.DROP_PATH_RATE = 0.1
@@ -191,6 +192,19 @@ _C.ATS.SELECTOR = "sample"
 _C.TENSORBOARD = CfgNode()
 # Events under OUTPUT_DIR/tensorboard (`tensorboard --logdir OUTPUT_DIR`).
 _C.TENSORBOARD.ENABLE = True
+
+# ---------------------------------------------------------------------------------------------
+# Training augmentation and loss beyond the TimeSformer recipe (XViT's Kinetics recipe uses all
+# three: AUTO_AUGMENT "v0", MIXUP_ALPHA 0.4, LABEL_SMOOTHING 0.3); all off by default.
+# ---------------------------------------------------------------------------------------------
+# A timm AutoAugment policy applied alike to every frame of a training clip ("v0", "original",
+# ...), or "" for none. Video datasets only (DeiT's ImageNet recipe has its own RandAugment).
+_C.DATA.AUTO_AUGMENT = ""
+# Mixup's Beta(alpha, alpha) (timm's Mixup, one mixing weight per batch); 0: off. Needs an even
+# number of clips per process; the epoch's last, incomplete batch is then dropped.
+_C.TRAIN.MIXUP_ALPHA = 0.0
+# Label smoothing s of the cross-entropy (targets (1 - s) one-hot + s / classes); 0: off.
+_C.TRAIN.LABEL_SMOOTHING = 0.0
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_POLICIES = ("cosine", "steps_with_relative_lrs")
@@ -302,6 +316,7 @@ def check_cfg(cfg: CfgNode) -> None:
         "TEST.NUM_SPATIAL_CROPS",
         f"must be 1 or 3, got {cfg.TEST.NUM_SPATIAL_CROPS!r}",
     )
+    _check_augmentation(cfg)
 
 
 def _check_data(cfg: CfgNode) -> None:
@@ -413,4 +428,36 @@ def _check_solver(cfg: CfgNode) -> None:
             "SOLVER.STEPS, SOLVER.LRS",
             f"are read by LR_POLICY steps_with_relative_lrs only, not by {solver.LR_POLICY!r}: "
             f"empty them (got {list(solver.STEPS)} and {list(solver.LRS)})",
+        )
+
+
+def _check_augmentation(cfg: CfgNode) -> None:
+    policy = cfg.DATA.AUTO_AUGMENT
+    if policy:
+        _need(
+            cfg.DATA.DATASET == "kinetics",
+            "DATA.AUTO_AUGMENT",
+            f"is for video datasets; DATA.DATASET {cfg.DATA.DATASET!r} has its own augmentation",
+        )
+        try:
+            auto_augment_transform(policy, cfg.DATA.TRAIN_CROP_SIZE)
+        except ValueError as error:
+            _fail("DATA.AUTO_AUGMENT", str(error))
+    alpha, smoothing = cfg.TRAIN.MIXUP_ALPHA, cfg.TRAIN.LABEL_SMOOTHING
+    _need(
+        isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0,
+        "TRAIN.MIXUP_ALPHA",
+        f"must be >= 0 (0: no mixup), got {alpha!r}",
+    )
+    _need(
+        isinstance(smoothing, (int, float)) and 0 <= smoothing < 1,
+        "TRAIN.LABEL_SMOOTHING",
+        f"must be in [0, 1) (0: none), got {smoothing!r}",
+    )
+    if alpha > 0:
+        _need(
+            cfg.TRAIN.BATCH_SIZE % 2 == 0,
+            "TRAIN.BATCH_SIZE",
+            f"mixup (TRAIN.MIXUP_ALPHA {alpha}) pairs clips: needs an even batch, got "
+            f"{cfg.TRAIN.BATCH_SIZE}",
         )

@@ -491,3 +491,24 @@ def test_long_job_logs_eta_training_top1_and_the_whole_config(trained):
     assert rows[0]["eta_run_s"] > rows[0]["eta_epoch_s"] > 0
     # the whole config, into log.txt at the start
     assert f"config:\n{(trained / 'config.yaml').read_text()}" in log
+
+
+def test_xvit_recipe_trains_with_autoaugment_mixup_and_label_smoothing(data_dir, tmp_path):
+    """XViT's Kinetics recipe on a tiny XViT with ATS: it trains, and mixup, which pairs the
+    clips of a batch, drops the epoch's last, incomplete batch."""
+    settings = {
+        "MODEL.ARCH": "xvit",
+        "ATS.ENABLE": True,
+        "ATS.K": 10,
+        "DATA.AUTO_AUGMENT": "v0",
+        "TRAIN.MIXUP_ALPHA": 0.4,
+        "TRAIN.LABEL_SMOOTHING": 0.3,
+        "SOLVER.MAX_EPOCH": 1,
+        "TEST.ENABLE": False,
+        "TRAIN.EVAL_PERIOD": 5,
+    }
+    run_net.main(options(data_dir, tmp_path, **settings))
+    rows = [r for r in read_jsonl(tmp_path / "log.jsonl") if r["split"] == "train"]
+    assert [r["iter"] for r in rows] == [2, 3]  # 19 videos, 6 a batch: 3 full batches
+    assert all(np.isfinite(r["loss"]) and r["kept_tokens"] for r in rows)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint_epoch_00001.pyth"]

@@ -37,6 +37,7 @@ from ats_video.build import (
     build_dataset,
     build_lr_schedule,
     build_model,
+    build_objective,
     build_optimizer,
     class_names,
     describe_ats,
@@ -163,10 +164,13 @@ def train(cfg, process: Process) -> None:
     )
 
     train_data = EngineDataset(build_dataset(cfg, "train"), seed=cfg.RNG_SEED)
+    batch_size = per_process(cfg.TRAIN.BATCH_SIZE, "TRAIN.BATCH_SIZE", process)
+    objective = build_objective(cfg, rank=process.rank, batch_size=batch_size)
     loader = train_loader(
         train_data,
-        batch_size=per_process(cfg.TRAIN.BATCH_SIZE, "TRAIN.BATCH_SIZE", process),
+        batch_size=batch_size,
         seed=cfg.RNG_SEED,
+        drop_last=objective.mixes,
         **loader_options(cfg, process),
     )
     val_loader = views_loader(cfg, process, "val")
@@ -193,6 +197,7 @@ def train(cfg, process: Process) -> None:
             log_period=cfg.LOG_PERIOD,
             recorder=recorder,
             show_progress=process.is_main,
+            objective=objective,
         )
         done = epoch + 1
         step = done * len(loader)

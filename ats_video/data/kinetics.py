@@ -67,6 +67,8 @@ class KineticsDataset(torch.utils.data.Dataset):
         decoding_backend: "decord" (with PyAV as fallback) or "pyav".
         max_replacements: in training, how many replacements in a row to try before giving up
             (then the data is broken beyond a few bad files, and we raise).
+        auto_augment: in training, a timm AutoAugment policy applied alike to every frame of a
+            clip ("v0": XViT's recipe), or "" for none; see :mod:`ats_video.data.augment`.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         num_spatial_crops: int = 3,
         decoding_backend: str = "decord",
         max_replacements: int = 20,
+        auto_augment: str = "",
     ) -> None:
         if not videos:
             raise ValueError("no videos")
@@ -109,6 +112,7 @@ class KineticsDataset(torch.utils.data.Dataset):
                 mean=mean,
                 std=std,
                 flip=random_flip,
+                auto_augment=auto_augment,
             )
         else:
             self.transform = VideoTestTransform(

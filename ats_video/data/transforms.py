@@ -1,7 +1,9 @@
 """Spatial video transforms: pure functions on (C, T, H, W) tensors and two thin wrappers.
 
-Training (PySlowFast / TimeSformer recipe): short side scaled to a random size in
-``jitter_scales``, a random square crop, a horizontal flip with probability 1/2, normalisation.
+Training (PySlowFast / TimeSformer recipe): optionally AutoAugment on the decoded frames, the
+same for every frame (XViT's recipe, :mod:`ats_video.data.augment`), then the short side scaled
+to a random size in ``jitter_scales``, a random square crop, a horizontal flip with probability
+1/2, normalisation.
 Testing: short side scaled to ``short_side``, then crop ``crop_index`` of ``num_crops``: the
 centre for one crop; left, centre, right (top, centre, bottom for portrait videos) for three.
 
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 
 import torch
 from pytorchvideo.transforms.functional import short_side_scale, uniform_crop
+
+from ats_video.data.augment import ImageTransform, auto_augment_clip, auto_augment_transform
 
 
 def to_float_cthw(frames: torch.Tensor) -> torch.Tensor:
@@ -63,8 +67,14 @@ def train_video_transform(
     mean: Sequence[float],
     std: Sequence[float],
     flip: bool = True,
+    auto_augment: ImageTransform | None = None,
 ) -> torch.Tensor:
-    """uint8 frames (T, H, W, C) to an augmented, normalised float video (C, T, crop, crop)."""
+    """uint8 frames (T, H, W, C) to an augmented, normalised float video (C, T, crop, crop).
+
+    ``auto_augment``: an image transform (:func:`ats_video.data.augment.auto_augment_transform`)
+    applied with the same draws to every frame first, as XViT applies AutoAugment."""
+    if auto_augment is not None:
+        frames = auto_augment_clip(frames, auto_augment)
     video = random_short_side_scale(to_float_cthw(frames), *jitter_scales)
     video = random_crop(video, crop_size)
     if flip and torch.rand(()) < 0.5:
@@ -89,9 +99,19 @@ def test_video_transform(
 
 
 class VideoTrainTransform(torch.nn.Module):
-    """``nn.Module`` wrapper of :func:`train_video_transform`."""
+    """``nn.Module`` wrapper of :func:`train_video_transform`; ``auto_augment`` names a timm
+    AutoAugment policy ("v0" is XViT's) or is empty for none."""
 
-    def __init__(self, *, crop_size: int, jitter_scales: Sequence[int], mean, std, flip=True):
+    def __init__(
+        self,
+        *,
+        crop_size: int,
+        jitter_scales: Sequence[int],
+        mean,
+        std,
+        flip=True,
+        auto_augment: str = "",
+    ):
         super().__init__()
         if len(jitter_scales) != 2 or jitter_scales[0] > jitter_scales[1]:
             raise ValueError(f"jitter_scales must be [min, max], got {list(jitter_scales)}")
@@ -106,13 +126,17 @@ class VideoTrainTransform(torch.nn.Module):
             std=tuple(std),
             flip=flip,
         )
+        self.auto_augment = auto_augment
+        self.augment = auto_augment_transform(auto_augment, crop_size) if auto_augment else None
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """frames: uint8 (T, H, W, C). Returns float (C, T, crop_size, crop_size)."""
-        return train_video_transform(frames, **self.kwargs)
+        return train_video_transform(frames, auto_augment=self.augment, **self.kwargs)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+        return ", ".join(
+            f"{k}={v}" for k, v in {**self.kwargs, "auto_augment": self.auto_augment}.items()
+        )
 
 
 class VideoTestTransform(torch.nn.Module):

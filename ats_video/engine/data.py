@@ -10,7 +10,9 @@ epoch, never from what the process did before. So:
   (:class:`EngineDataset`); this covers the video transforms (torch) and timm's image
   augmentation (Python's ``random``) without touching the datasets;
 - the model's own randomness (stochastic depth, dropout) is reseeded from (seed, epoch, rank)
-  at the start of every epoch (:func:`seed_epoch`).
+  at the start of every epoch (:func:`seed_epoch`);
+- mixing a batch (mixup) draws under a seed of (seed, epoch, rank, iteration)
+  (:func:`mixup_seed`).
 
 Test and validation samples are sharded without padding (:class:`ShardSampler`): each process
 takes one contiguous slice of the views, so every view is seen exactly once whatever the
@@ -30,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ats_video.data.lists import VideoRecord
 
-_SAMPLE_STREAM, _MODEL_STREAM = 0, 1
+_SAMPLE_STREAM, _MODEL_STREAM, _MIXUP_STREAM = 0, 1, 2
 
 
 def derive_seed(*keys: int) -> int:
@@ -57,6 +59,11 @@ def seeded(seed: int) -> Iterator[None]:
 def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     """Seeds this process's own random draws (stochastic depth, dropout) for ``epoch``."""
     torch.manual_seed(derive_seed(seed, epoch, _MODEL_STREAM, rank))
+
+
+def mixup_seed(seed: int, epoch: int, rank: int, iteration: int) -> int:
+    """The seed of process ``rank``'s batch mixing at ``iteration`` of ``epoch``."""
+    return derive_seed(seed, epoch, _MIXUP_STREAM, rank, iteration)
 
 
 class EngineDataset(Dataset):
@@ -131,20 +138,29 @@ def train_loader(
     world_size: int,
     num_workers: int,
     pin_memory: bool,
+    drop_last: bool = False,
 ) -> DataLoader:
     """Shuffled training batches of this process (``batch_size`` per process); call
-    :func:`set_epoch` before each epoch."""
+    :func:`set_epoch` before each epoch. ``drop_last`` drops an epoch's last, incomplete batch
+    (mixup needs even batches); ValueError when that leaves no batch at all."""
     sampler = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
     )
     # workers are not persistent: each epoch's workers get a copy of the dataset with its epoch
-    return DataLoader(
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        drop_last=drop_last,
     )
+    if not len(loader):
+        raise ValueError(
+            f"no complete batch of {batch_size} in the {len(sampler)} training samples of "
+            f"process {rank}, and incomplete ones are dropped (mixup): lower TRAIN.BATCH_SIZE"
+        )
+    return loader
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

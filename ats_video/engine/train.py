@@ -1,12 +1,13 @@
 """One training epoch: the loop, read top to bottom.
 
 Per iteration: the learning rate from the schedule (a pure function of the fractional epoch),
-forward under autocast, cross-entropy, backward through the gradient scaler (a pass-through
-unless fp16), optional clipping of the gradients' L2 norm, step. Every ``log_period``
-iterations the main process reports the period's loss, training top-1, learning rate, clips/s,
-data time, mean kept tokens per clip (over all processes), the time left in the epoch and in the
-run at the epoch's pace so far, and on a GPU the peak memory since the last report, to the
-console, ``log.jsonl`` and TensorBoard.
+the batch's targets (mixed, if the objective mixes), forward under autocast, the objective's
+loss (cross-entropy, label-smoothed, or against mixup's soft targets), backward through the
+gradient scaler (a pass-through unless fp16), optional clipping of the gradients' L2 norm,
+step. Every ``log_period`` iterations the main process reports the period's loss, training top-1
+(against the unmixed labels), learning rate, clips/s, data time, mean kept tokens per clip (over
+all processes), the time left in the epoch and in the run at the epoch's pace so far, and on a
+GPU the peak memory since the last report, to the console, ``log.jsonl`` and TensorBoard.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import time
 from typing import Callable, Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from ats_video.engine.distributed import all_reduce
 from ats_video.engine.logs import Recorder, duration
+from ats_video.engine.objective import Objective
 from ats_video.tokens import kept_counts
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def train_epoch(
     log_period: int,
     recorder: Recorder,
     show_progress: bool,
+    objective: Objective,
 ) -> Dict[str, float]:
     """Trains ``model`` (DistributedDataParallel) for epoch ``epoch`` (0-based).
 
@@ -67,10 +69,11 @@ def train_epoch(
             group["lr"] = lr
         inputs = batch["inputs"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
+        inputs, targets = objective.targets(inputs, labels, epoch=epoch, iteration=it)
 
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(inputs)
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = objective(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if clip_grad > 0:

@@ -7,7 +7,13 @@ from ats_video.models.timesformer import (
     timesformer_hr_16x448,
     timesformer_l_96x224,
 )
-from ats_video.models.xvit import XViT, xvit, xvit_base_16x224_k600, xvit_base_16x224_ssv2
+from ats_video.models.xvit import (
+    XViT,
+    xvit,
+    xvit_base_8x224_k400,
+    xvit_base_16x224_k600,
+    xvit_base_16x224_ssv2,
+)
 
 __all__ = [
     "TimeSformer",
@@ -17,6 +23,7 @@ __all__ = [
     "timesformer_hr_16x448",
     "timesformer_l_96x224",
     "xvit",
+    "xvit_base_8x224_k400",
     "xvit_base_16x224_k600",
     "xvit_base_16x224_ssv2",
 ]

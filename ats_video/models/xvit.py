@@ -438,11 +438,24 @@ def xvit_base_16x224_ssv2(**kwargs) -> XViT:
     return XViT(**{**config, **kwargs})
 
 
+def xvit_base_8x224_k400(**kwargs) -> XViT:
+    """XViT-B/16 on 8 frames at 224 for Kinetics-400: the XViT paper's "X-ViT (8x)" (its
+    Table 5: 78.5 top-1, 425 GFLOPs over 1x3 views), the model of the ATS paper's Kinetics-400
+    XViT row. The release has no checkpoint of it (its models are the 16-frame Kinetics-600 and
+    SSv2 ones); its layout here is the released Kinetics-600 model's on 8 frames: one shift
+    group of 8 (the release's ``NUM_SEGMENTS: 8``), ``SHIFT_DIV: 8``, ``temp_embed`` of 8
+    entries, 400 classes.
+    """
+    config = dict(_RELEASED_B16, num_frames=8, shift_group=8, shift_div=8, num_classes=400)
+    return XViT(**{**config, **kwargs})
+
+
 # architecture name -> constructor, for the family registry and configs (MODEL.ARCH)
 PRESETS = {
     "xvit": xvit,
     "xvit_base_16x224_k600": xvit_base_16x224_k600,
     "xvit_base_16x224_ssv2": xvit_base_16x224_ssv2,
+    "xvit_base_8x224_k400": xvit_base_8x224_k400,
 }
 
 
