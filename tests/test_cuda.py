@@ -44,6 +44,12 @@ def ats_model(name, seed=0):
     return apply_ats(MODELS[name][0](), [1, 2, 3], 6).cuda()
 
 
+def env_with_root():
+    """This environment with the repository first on PYTHONPATH (a GPU machine may hold the
+    dependencies on a PYTHONPATH of its own)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def inputs(name, batch, seed=0):
     return torch.randn(batch, *MODELS[name][1], generator=torch.Generator().manual_seed(seed)).cuda()
 
@@ -164,7 +170,7 @@ def load_on_a_cpu(path, arch_kwargs):
         "ats_video.load_checkpoint(model, sys.argv[1])\n"
         "print(json.dumps({k: v.double().sum().item() for k, v in model.state_dict().items()}))\n"
     )
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    env = {**env_with_root(), "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
@@ -179,7 +185,7 @@ def test_a_checkpoint_saved_on_the_gpu_loads_on_a_cpu(tmp_path):
 
 def test_torchrun_trains_and_tests_the_synthetic_config_over_nccl(tmp_path):
     data = tmp_path / "synthetic"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**env_with_root(), "OMP_NUM_THREADS": "1"}
     make = [sys.executable, str(ROOT / "data_prep" / "synthetic_kinetics.py"), "--out", str(data),
             "--train-per-class", "4", "--val-per-class", "2", "--workers", "4"]  # fmt: skip
     done = subprocess.run(make, env=env, capture_output=True, text=True, timeout=300)
