@@ -25,7 +25,7 @@ The report is rewritten after every part, so a run stopped later still leaves wh
 The exit status is 0 when every part asked for passed, 1 otherwise.
 
 ``--dry-run`` runs the same code on the CPU at tiny sizes (tiny models, batches 1 and 2, two
-rounds, bf16 autocast on the CPU, one short video), skipping the varlen backend, which needs
+rounds, float32, one video, no loader workers), skipping the varlen backend, which needs
 CUDA, and saying so; tests/test_gpu_check.py runs it, so the script does not fail for the first
 time on a GPU. It writes output/gpu_check_dry_run.md unless ``--out`` says otherwise.
 """
@@ -174,14 +174,14 @@ def backends_to_time(args) -> Tuple[List[str], List[str]]:
     """The attention backends part b times here, and notes on those it skips."""
     if args.device == "cuda":
         return ["padded", "varlen"], []
-    return ["padded"], ["varlen skipped: it needs CUDA with float16 or bfloat16 (a dry run on the CPU)."]
+    return ["padded"], ["varlen skipped: it needs CUDA with float16 or bfloat16 (a dry run on the CPU, in float32)."]
 
 
 def inference_timing(args, deadline: Deadline, section: List[str]) -> None:
     backends, notes = backends_to_time(args)
-    settings = argparse.Namespace(device=args.device, dtype="bfloat16", backend="auto")
+    settings = argparse.Namespace(device=args.device, dtype=args.dtype, backend="auto")
     section += [
-        f"Random weights and inputs, bf16 autocast, inference mode. Per model and batch, every variant and attention "
+        f"Random weights and inputs, {args.dtype} ({'autocast' if args.dtype != 'float32' else 'no autocast'}), inference mode. Per model and batch, every variant and attention "
         f"backend timed interleaved in one process, the fastest of {args.rounds} forwards after a warm-up "
         "(benchmarks/common.py). Speed-up: over the first row of the same model and batch; divided by the GFLOPs "
         "ratio, 1.0 is a time saving in proportion to the GFLOPs saved. GFLOPs per input as run "
@@ -344,7 +344,10 @@ def parse_args(argv):
     args.device = "cpu" if args.dry_run else "cuda"
     args.out = args.out or ROOT / ("output/gpu_check_dry_run.md" if args.dry_run else "benchmarks/gpu.md")
     # sizes: bounded so that the whole run fits the limits
-    args.batch_sizes, args.rounds, args.samples, args.bisect_steps = ([1, 2], 2, 2, 3) if args.dry_run else ([1, 32, 64], 10, 8, 9)
+    # float32 in the dry run: CPUs without bf16 matrix units run bf16 autocast 10x slower than float32
+    args.batch_sizes, args.rounds, args.samples, args.bisect_steps, args.dtype = (
+        ([1, 2], 2, 2, 3, "float32") if args.dry_run else ([1, 32, 64], 10, 8, 9, "bfloat16")
+    )
     args.videos, args.repeat, args.workers = (1, 2, [0]) if args.dry_run else (8, 3, [4, 8])
     return args
 
