@@ -11,7 +11,7 @@ a. the CUDA tests: ``pytest -m cuda`` (tests/test_cuda.py: attention backends in
    on ragged lengths, ATS's choices on CUDA against the CPU's, fp16 and bf16 training steps of
    every family, torch.compile, a 1-process torchrun run of the synthetic config over NCCL, a
    checkpoint from the GPU loaded on a CPU), in a subprocess with a time limit;
-b. inference in bf16: DeiT-S, TimeSformer-B 8x224 and XViT-B/16 16x224, plain, with ATS and (DeiT
+b. inference in bf16 autocast: DeiT-S, TimeSformer-B 8x224 and XViT-B/16 16x224, plain, with ATS and (DeiT
    only: benchmarks/tome.py is written for timm's ViT) with ToMe, under the "padded" and "varlen"
    attention backends, all variants of a model and batch timed interleaved in one process
    (benchmarks/common.py), with peak memory (``torch.cuda.max_memory_allocated`` above what was
@@ -181,8 +181,9 @@ def inference_timing(args, deadline: Deadline, section: List[str]) -> None:
     backends, notes = backends_to_time(args)
     settings = argparse.Namespace(device=args.device, dtype=args.dtype, backend="auto")
     section += [
-        f"Random weights and inputs, {args.dtype} ({'autocast' if args.dtype != 'float32' else 'no autocast'}), inference mode. Per model and batch, every variant and attention "
-        f"backend timed interleaved in one process, the fastest of {args.rounds} forwards after a warm-up "
+        f"Random weights and inputs, {args.dtype}{' autocast' if args.dtype != 'float32' else ''}, inference mode. "
+        "Per model and batch, every variant and attention backend timed interleaved in one process, the fastest "
+        f"of {args.rounds} forwards after a warm-up "
         "(benchmarks/common.py). Speed-up: over the first row of the same model and batch; divided by the GFLOPs "
         "ratio, 1.0 is a time saving in proportion to the GFLOPs saved. GFLOPs per input as run "
         "(`gflops_as_run`; ToMe: `count_gflops`). Peak memory: of one forward, above what was held before it "
@@ -213,6 +214,9 @@ def _time_models(args, deadline, rows: List[str], settings, backends: List[str],
                 for backend in backends if ours and not name.startswith("ToMe") else ["timm"]:
                     runs[name, backend] = (lambda m=model, b=backend: _forward(m, x, b))
             failed = _drop_failing(runs, settings, f"{spec.title} at batch {batch}", notes)
+            rows += [f"| {spec.title} | {name} | {backend} | {batch} | failed: see the notes | | | | |" for name, backend in failed]
+            if not runs:
+                continue
             with common.context(settings):
                 seconds = common.time_interleaved(runs, args.rounds, args.device)
             reference = seconds[next(iter(runs))]
@@ -226,7 +230,6 @@ def _time_models(args, deadline, rows: List[str], settings, backends: List[str],
                     f"{speedup:.2f} | {speedup / (gflops['plain'] / gflops[name]):.2f} | {memory:.0f} |"
                 )
                 log(f"b: {rows[-1]}")
-            rows += [f"| {spec.title} | {name} | {backend} | {batch} | failed: see the notes | | | | |" for name, backend in failed]
         del models
         if args.device == "cuda":
             torch.cuda.empty_cache()
