@@ -15,8 +15,8 @@ is the sum of the kept tokens. Only attention needs sequences side by side, and
 - ``"sequential"``: one call per sequence, the reference: no padding, slow; the FLOP count
   (:mod:`ats_video.flops`) runs with it so that it counts exactly the work of the kept tokens.
 
-``"auto"`` (the default) is padded: on CUDA it becomes varlen (where that applies) once a GPU run
-recorded in the repository shows varlen agreeing and faster (:data:`AUTO_ON_CUDA`);
+``"auto"`` (the default) is varlen on CUDA where it applies, as a GPU run recorded in
+benchmarks/gpu.md chose (:data:`AUTO_ON_CUDA`), and padded elsewhere;
 :func:`attention_backend` chooses another for a block of code.
 
 An image is a clip of one frame, so every :class:`KeptTokens` record has a time axis.
@@ -133,7 +133,7 @@ def read_lengths(lengths: Tensor, usable: Tensor) -> Tuple[List[int], bool]:
 def true_indices(mask: Tensor, count: int) -> Tensor:
     """[N] bool -> [count] long, the positions of its True values in order, ``count`` (their
     number) being known on the host: ``mask.nonzero()`` without waiting for the device."""
-    return mask.view(torch.uint8).argsort(descending=True, stable=True)[:count]
+    return mask.to(torch.uint8).argsort(descending=True, stable=True)[:count]
 
 
 @dataclass
@@ -169,9 +169,10 @@ def padding_computed() -> bool:
     return _settings["backend"] != "sequential"
 
 
-# "auto" on CUDA: padded until a GPU run recorded in benchmarks/ shows varlen agreeing with it
-# and faster; then this becomes "varlen" (see benchmarks/gpu.md).
-AUTO_ON_CUDA = "padded"
+# "auto" on CUDA, where varlen applies: chosen by the GPU run recorded in benchmarks/gpu.md (an
+# H200, bf16): varlen agrees with padded (tests/test_cuda.py) and is 3-9% faster at batch 32 and
+# 64 for DeiT-S, TimeSformer-B and XViT-B with ATS, within +-5% at batch 1
+AUTO_ON_CUDA = "varlen"
 
 
 def varlen_unusable(q: Tensor, k: Tensor, v: Tensor, dropout_p: float) -> Optional[str]:

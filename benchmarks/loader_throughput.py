@@ -43,7 +43,7 @@ from pytorchvideo.transforms import (
 
 from ats_video.data.kinetics import KINETICS_MEAN, KINETICS_STD, KineticsDataset
 from ats_video.data.lists import read_video_list
-from ats_video.data.synthetic import render_action
+from ats_video.data.synthetic import SYNTHETIC_CLASSES, render_action
 from ats_video.data.video_io import write_video
 
 FPS, SECONDS, WIDTH, HEIGHT = 30, 10, 340, 256
@@ -60,11 +60,11 @@ def write_videos(directory: str, count: int, repeat: int) -> str:
         path = os.path.join(directory, f"video{i:02d}.mp4")
         if not os.path.exists(path):
             frames = render_action(
-                i % 8, seed=[i], num_frames=FPS * SECONDS, height=HEIGHT, width=WIDTH
+                i % len(SYNTHETIC_CLASSES), seed=[i], num_frames=FPS * SECONDS, height=HEIGHT, width=WIDTH
             )
             write_video(path + ".partial.mp4", frames, fps=FPS)
             os.replace(path + ".partial.mp4", path)
-        lines.append(f"{path} {i % 8}\n")
+        lines.append(f"{path} {i % len(SYNTHETIC_CLASSES)}\n")
     list_path = os.path.join(directory, f"list_x{repeat}.txt")
     with open(list_path, "w") as f:
         f.writelines(lines * repeat)
