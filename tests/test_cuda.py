@@ -147,7 +147,14 @@ def test_a_mixed_precision_training_step_gives_finite_losses_and_gradients(name,
     assert kept_tokens(model) and all(r.count.is_cuda for r in kept_tokens(model))
 
 
-@pytest.mark.parametrize("name", ["deit", "timesformer"])
+INDUCTOR_TILING_BUG = pytest.mark.xfail(
+    reason="torch 2.11's inductor fails an internal assertion (tiling_utils: ModularIndexing) "
+    "compiling TimeSformer+ATS on CUDA; dynamo alone passes (tests/test_sync.py): benchmarks/gpu.md",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize("name", ["deit", pytest.param("timesformer", marks=INDUCTOR_TILING_BUG)])
 def test_torch_compile_runs_and_agrees_with_eager(name):
     model, x = ats_model(name).eval(), inputs(name, 4)
     compiled = torch.compile(model, dynamic=True)

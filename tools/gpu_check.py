@@ -17,7 +17,7 @@ b. inference in bf16 autocast: DeiT-S, TimeSformer-B 8x224 and XViT-B/16 16x224,
    (benchmarks/common.py), with peak memory (``torch.cuda.max_memory_allocated`` above what was
    held before the forward). The ATS budget rho is found by bisection for the GFLOPs of
    benchmarks/deit_ats.py (2.9 for DeiT-S, the paper's) and benchmarks/video_ats.py (half the
-   plain model's);
+   plain model's); with ``--compile``, ATS under ``torch.compile(dynamic=True)`` too;
 c. the loader's clips/s (benchmarks/loader_throughput.py's videos and datasets) for every decoding
    backend that ``ats_video.data.video_io.BACKENDS`` offers and this machine has installed.
 
@@ -162,6 +162,9 @@ def variants(spec: ModelSpec, sample: torch.Tensor, steps: int, args) -> Tuple[D
     ratio = common.bisect(lambda r: mean_gflops(apply_ats(ats, blocks, r), sample, args), target, 0.1, 1.0, steps, 3)
     models = {"plain": plain.to(args.device), f"ATS {blocks[0]}-{blocks[-1]}, rho={ratio}": ats}
     gflops = {name: mean_gflops(model, sample, args) for name, model in models.items()}
+    if args.compile:  # the same weights; the ATS step's small operations fused between the reads
+        name = f"ATS {blocks[0]}-{blocks[-1]}, rho={ratio}, torch.compile"
+        models[name], gflops[name] = torch.compile(ats, dynamic=True), gflops[list(models)[1]]
     if spec.tome_r is not None:
         tome = apply_tome(copy.deepcopy(plain).cpu(), spec.tome_r)
         name = f"ToMe, r={spec.tome_r}"
@@ -181,7 +184,7 @@ def backends_to_time(args) -> Tuple[List[str], List[str]]:
 
 def inference_timing(args, deadline: Deadline, section: List[str]) -> None:
     backends, notes = backends_to_time(args)
-    settings = argparse.Namespace(device=args.device, dtype=args.dtype, backend="auto")
+    settings = argparse.Namespace(device=args.device, dtype=args.dtype, backend="auto", compile=args.compile)
     section += [
         f"Random weights and inputs, {args.dtype}{' autocast' if args.dtype != 'float32' else ''}, inference mode. "
         "Per model and batch, every variant and attention backend timed interleaved in one process, the fastest "
@@ -334,6 +337,8 @@ def parse_args(argv):
                         + ",".join(f"{p}={s}" for p, s in LIMITS.items()) + ")")  # fmt: skip
     parser.add_argument("--out", type=Path, help="the report (default benchmarks/gpu.md; dry run: output/gpu_check_dry_run.md)")
     parser.add_argument("--work-dir", help="where part c writes its videos (default: a temporary folder)")
+    parser.add_argument("--compile", action="store_true",
+                        help="part b also times ATS under torch.compile(dynamic=True) (compiling takes minutes)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if not args.parts or any(p not in PARTS for p in args.parts):
