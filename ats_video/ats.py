@@ -118,6 +118,11 @@ def _budgets(k: Union[int, Tensor], rows: int, device: torch.device) -> Union[in
     return k.to(device)
 
 
+class NonFiniteScores(ValueError):
+    """ATS met NaN, infinite or negative token scores: the activations before it were not
+    finite. Training reports this as divergence (:mod:`ats_video.engine.train`)."""
+
+
 def _normalised_cdf(scores: Tensor) -> Tensor:
     """[B, N] scores -> their CDF along N, in float64, the last value exactly 1.
 
@@ -129,7 +134,7 @@ def _normalised_cdf(scores: Tensor) -> Tensor:
     total = s.sum(-1, keepdim=True)
     # total * 0 is 0 unless the total is NaN or infinite; one check and one sync for both
     if s.numel() and not bool(((total * 0 == 0).all() & (s.min() >= 0))):
-        raise ValueError("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
+        raise NonFiniteScores("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
     cdf = (s + (total == 0)).cumsum(-1)
     return cdf / cdf[:, -1:]
 

@@ -9,8 +9,10 @@ epoch, never from what the process did before. So:
   torch, numpy and Python's ``random`` alike, then the caller's state is put back
   (:class:`EngineDataset`); this covers the video transforms (torch) and timm's image
   augmentation (Python's ``random``) without touching the datasets;
-- the model's own randomness (stochastic depth, dropout) is reseeded from (seed, epoch, rank)
-  at the start of every epoch (:func:`seed_epoch`).
+- the model's own randomness (stochastic depth, dropout) is reseeded from (seed, epoch,
+  iteration, rank) before every iteration (:func:`seed_iteration`);
+- an epoch can start at any batch (:func:`set_epoch`), so a run stopped mid-epoch resumes
+  with the batches it had not yet trained on, without reading the ones it had.
 
 Test and validation samples are sharded without padding (:class:`ShardSampler`): each process
 takes one contiguous slice of the views, so every view is seen exactly once whatever the
@@ -21,6 +23,7 @@ decodes their clip once. ``DistributedSampler`` would repeat samples to even out
 from __future__ import annotations
 
 import random
+import itertools
 from contextlib import contextmanager
 from typing import Iterator, List
 
@@ -54,9 +57,9 @@ def seeded(seed: int) -> Iterator[None]:
             np.random.set_state(states[1])
 
 
-def seed_epoch(seed: int, epoch: int, rank: int) -> None:
-    """Seeds this process's own random draws (stochastic depth, dropout) for ``epoch``."""
-    torch.manual_seed(derive_seed(seed, epoch, _MODEL_STREAM, rank))
+def seed_iteration(seed: int, epoch: int, iteration: int, rank: int) -> None:
+    """Seeds this process's own random draws (stochastic depth, dropout) for one iteration."""
+    torch.manual_seed(derive_seed(seed, epoch, _MODEL_STREAM, rank, iteration))
 
 
 class EngineDataset(Dataset):
@@ -119,6 +122,19 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class EpochSampler(DistributedSampler):
+    """``DistributedSampler``'s order for the epoch, from sample ``start`` of this process's
+    share on (0: the whole epoch)."""
+
+    start = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
 def train_loader(
     dataset: EngineDataset,
     *,
@@ -131,7 +147,7 @@ def train_loader(
 ) -> DataLoader:
     """Shuffled training batches of this process (``batch_size`` per process); call
     :func:`set_epoch` before each epoch."""
-    sampler = DistributedSampler(
+    sampler = EpochSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
     )
     # workers are not persistent: each epoch's workers get a copy of the dataset with its epoch
@@ -144,9 +160,11 @@ def train_loader(
     )
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Sets the epoch of a :func:`train_loader`'s order and augmentation."""
+def set_epoch(loader: DataLoader, epoch: int, first_batch: int = 0) -> None:
+    """Sets the epoch of a :func:`train_loader`'s order and augmentation, and the batch it
+    starts at (the batches before it are skipped, not read)."""
     loader.sampler.set_epoch(epoch)
+    loader.sampler.start = first_batch * loader.batch_size
     loader.dataset.set_epoch(epoch)
 
 
