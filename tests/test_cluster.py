@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("run_net", ROOT / "tools" / "run_net.py")
 run_net = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_net)
+spec = importlib.util.spec_from_file_location("submit", ROOT / "tools" / "submit.py")
+submit = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(submit)
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -181,7 +184,7 @@ def test_signals_stop_after_the_iteration_and_the_run_resumes_exactly(data_dir, 
     process.wait()
     assert steps(run)[-1] >= 11
     assert run_net.main(options(data_dir, run, **settings)) == 0
-    assert "after epoch 1 and iteration 4 of epoch 2" in (run / "log.txt").read_text()
+    assert "after iteration 4 of epoch 2" in (run / "log.txt").read_text()
 
     assert_same_weights(final_weights(straight), final_weights(run))
     assert steps(run) == steps(straight) == list(range(1, 13))
@@ -225,6 +228,38 @@ def test_all_processes_stop_at_one_iteration_when_one_is_signalled(data_dir, tmp
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert steps(run) == list(range(1, 13))
+
+
+def test_submit_requeues_a_preempted_run_through_submitit(data_dir, tmp_path, capsys):
+    # submitit's local executor runs the job here as SLURM would: a signal, a requeue, a resume
+    run = tmp_path / "run"
+    job = submit.main(
+        ["--cluster", "local", "--gpus-per-node", "0", "--time", "30", "--job-name", "tiny",
+         *options(data_dir, run)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert f"submitted job {job.job_id} (1 node(s) x 1 process(es)): tiny" in printed
+    assert f"logs: {job.paths.stdout}" in printed
+    wait_for_step(run, 3)
+    holder = json.loads((run / "run.lock").read_text())  # the live run's main process
+    os.kill(holder["pid"], signal.SIGUSR2)  # what submitit has SLURM send before the time limit
+    assert job.result() == 0
+    out = job.stdout()
+    print(out)
+    assert "stopped by SIGUSR2 after iteration" in out
+    assert "Requeued job" in out and "resumed from" in out and "after iteration" in out
+    assert steps(run) == list(range(1, 13))
+    assert (run / "checkpoints" / "checkpoint_epoch_00002.pyth").exists()
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("TRAIN.CHECKPOINT_ITER_PERIOD", -1), ("TRAIN.CHECKPOINT_ITER_KEEP", 0),
+     ("DIST.TIMEOUT_S", 0), ("DIST.TIMEOUT_S", "inf")],
+)  # fmt: skip
+def test_cluster_keys_are_checked_when_read(key, value):
+    with pytest.raises(ValueError, match=key):
+        run_net.load_config("", [key, str(value)])
 
 
 def test_slurm_variables_name_the_group():

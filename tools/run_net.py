@@ -191,8 +191,8 @@ def train(cfg, process: Process, stop: StopSignals) -> bool:
     write_config(cfg, process)
     if last:
         logger.info(
-            f"resumed from {last} after epoch {start_epoch}"
-            + (f" and iteration {start_iteration} of epoch {start_epoch + 1}" if start_iteration else "")
+            f"resumed from {last} after "
+            + (f"iteration {start_iteration} of epoch {start_epoch + 1}" if start_iteration else f"epoch {start_epoch}")
         )
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
         logger.info(f"initial weights from {cfg.TRAIN.CHECKPOINT_FILE_PATH}")
