@@ -31,6 +31,7 @@ from pathlib import Path
 import submitit
 
 from ats_video.config import load_config
+from ats_video.engine.distributed import job_port
 from ats_video.engine.preemption import REQUEUE_EXIT_CODE, STOP_SIGNALS
 
 RUN_NET = Path(__file__).resolve().parent / "run_net.py"
@@ -74,7 +75,7 @@ class Training(submitit.helpers.Checkpointable):
                 WORLD_SIZE=str(job.num_tasks),
                 LOCAL_RANK=str(job.local_rank),
                 MASTER_ADDR=job.hostnames[0],
-                MASTER_PORT=os.environ.get("MASTER_PORT", str(20000 + int(job.job_id.split("_")[0]) % 20000)),
+                MASTER_PORT=os.environ.get("MASTER_PORT", job_port(job.job_id)),
             )
         spec = importlib.util.spec_from_file_location("run_net", RUN_NET)
         run_net = importlib.util.module_from_spec(spec)

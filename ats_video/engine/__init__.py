@@ -1,6 +1,6 @@
 """The engine behind ``tools/run_net.py``: fine-tuning and the multi-view test.
 
-- ``distributed``: one process or many under torchrun, one code path (DDP, gloo / NCCL).
+- ``distributed``: one process or many under torchrun or srun, one code path (DDP, gloo / NCCL).
 - ``data``: one sample layout for videos and images, randomness from (seed, epoch, index),
   training and sharded test loaders.
 - ``schedule``: the learning rate as a pure function of the epoch.
@@ -8,6 +8,8 @@
 - ``evaluate``: the multi-view test (and clip-level validation) and its result files.
 - ``checkpoints``: training checkpoints and exact resumption.
 - ``logs``: console, ``log.jsonl`` and TensorBoard.
+- ``preemption``: SIGTERM / SIGUSR1 end training after the iteration, on every process.
+- ``lock``: one live run per OUTPUT_DIR.
 
 Only ``tools/run_net.py`` and ``ats_video.build`` read the config; these modules take plain
 arguments.

@@ -50,13 +50,19 @@ def first_host(nodelist: str) -> str:
     return match.group(1) + (match.group(2) or "")
 
 
+def job_port(job_id: str) -> str:
+    """A rendezvous port from a job's id ("1234" or an array task's "1234_5"), so that two
+    jobs sharing a node do not collide."""
+    return str(20000 + int(job_id.split("_")[0]) % 20000)
+
+
 def slurm_environment(environ: Mapping[str, str]) -> Dict[str, str]:
     """torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) for a
     process that ``srun`` started as one of several tasks; empty where there is nothing to form
     (no SLURM, one task, or torchrun's variables already there).
 
-    The master is the node list's first host; the port is MASTER_PORT if set, else one derived
-    from the job id, so that two jobs sharing a node do not collide.
+    The master is the node list's first host; the port is MASTER_PORT if set, else
+    :func:`job_port`.
     """
     if "MASTER_ADDR" in environ or int(environ.get("SLURM_NTASKS", 1)) <= 1:
         return {}
@@ -72,7 +78,7 @@ def slurm_environment(environ: Mapping[str, str]) -> Dict[str, str]:
         "WORLD_SIZE": environ["SLURM_NTASKS"],
         "LOCAL_RANK": environ["SLURM_LOCALID"],
         "MASTER_ADDR": first_host(nodelist),
-        "MASTER_PORT": environ.get("MASTER_PORT", str(20000 + int(environ["SLURM_JOB_ID"]) % 20000)),
+        "MASTER_PORT": environ.get("MASTER_PORT", job_port(environ["SLURM_JOB_ID"])),
     }
 
 
