@@ -109,6 +109,7 @@ def start(args, **env):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a job step's
     )
 
 
@@ -126,11 +127,12 @@ def wait_for_step(output_dir, step, *processes, timeout=240):
 
 
 def interrupt(process, output_dir, at_step, signum):
-    """Sends ``signum`` once step ``at_step`` is logged; returns the output and the seconds
-    from the signal to the process's exit."""
+    """Sends ``signum`` to the process and its loader workers, as SLURM signals every process
+    of a job step, once step ``at_step`` is logged; returns the output and the seconds from the
+    signal to the process's exit."""
     wait_for_step(output_dir, at_step, process)
     sent = time.monotonic()
-    process.send_signal(signum)
+    os.killpg(process.pid, signum)
     output = process.communicate(timeout=120)[0]
     return output, time.monotonic() - sent
 
@@ -161,8 +163,10 @@ def test_signals_stop_after_the_iteration_and_the_run_resumes_exactly(data_dir, 
         "checkpoint_epoch_00002_iter_000004.pyth",
     ]
 
-    # SIGTERM in epoch 1, SIGUSR1 in epoch 2: each run stops after the iteration it was in
-    for at_step, signum in ((2, signal.SIGTERM), (8, signal.SIGUSR1)):
+    # SIGTERM in epoch 1, SIGUSR1 in epoch 2: each run stops after the iteration it was in;
+    # loader workers, which receive the signal too, do not end the run before its checkpoint
+    for at_step, signum, workers in ((2, signal.SIGTERM, 1), (8, signal.SIGUSR1, 0)):
+        settings["DATA_LOADER.NUM_WORKERS"] = workers
         process = start(options(data_dir, run, **settings))
         output, seconds = interrupt(process, run, at_step, signum)
         assert process.returncode == REQUEUE_EXIT_CODE, output[-3000:]

@@ -170,15 +170,6 @@ def train(cfg, process: Process, stop: StopSignals) -> bool:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     lr_at = build_lr_schedule(cfg)
 
-    # rank 0 decides where to resume, so processes with their own copies of OUTPUT_DIR cannot
-    # start from different points; a process that cannot read it stops them all
-    last = cfg.TRAIN.AUTO_RESUME and broadcast(last_checkpoint(cfg.OUTPUT_DIR))
-    if last:
-        start_epoch, start_iteration = agreed(lambda: resume(last, model, optimizer, scaler))
-    else:
-        start_epoch, start_iteration = 0, 0
-        if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-            agreed(lambda: load_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, fresh_classifier=True))
     train_data = EngineDataset(build_dataset(cfg, "train"), seed=cfg.RNG_SEED)
     loader = train_loader(
         train_data,
@@ -188,7 +179,16 @@ def train(cfg, process: Process, stop: StopSignals) -> bool:
     )
     val_loader = views_loader(cfg, process, "val")
     iters = len(loader)
-    write_config(cfg, process)
+    # rank 0 decides where to resume, so processes with their own copies of OUTPUT_DIR cannot
+    # start from different points; a process that cannot read it stops them all
+    last = cfg.TRAIN.AUTO_RESUME and broadcast(last_checkpoint(cfg.OUTPUT_DIR))
+    if last:
+        start_epoch, start_iteration = agreed(lambda: resume(last, model, optimizer, scaler))
+    else:
+        start_epoch, start_iteration = 0, 0
+        if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+            agreed(lambda: load_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, fresh_classifier=True))
+    write_config(cfg, process)  # the run has passed its checks
     if last:
         logger.info(
             f"resumed from {last} after "
@@ -292,8 +292,8 @@ def test(cfg, process: Process) -> None:
             "checkpoint: name the weights to test, or train first (TRAIN.ENABLE True)"
         )
     model = build_model(cfg).to(device)
-    load_checkpoint(model, path)
     loader = views_loader(cfg, process, "test")
+    load_checkpoint(model, path)
     write_config(cfg, process)
     dataset = loader.dataset
     views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS}x{cfg.TEST.NUM_SPATIAL_CROPS}"

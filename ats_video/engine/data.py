@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ats_video.data.lists import VideoRecord
+from ats_video.engine.preemption import ignore_stop_signals
 
 _SAMPLE_STREAM, _MODEL_STREAM = 0, 1
 
@@ -157,6 +158,7 @@ def train_loader(
         sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        worker_init_fn=ignore_stop_signals,
     )
 
 
@@ -184,4 +186,5 @@ def eval_loader(
         sampler=ShardSampler(len(dataset), rank, world_size),
         num_workers=num_workers,
         pin_memory=pin_memory,
+        worker_init_fn=ignore_stop_signals,
     )

@@ -72,6 +72,14 @@ class StopSignals:
         self._previous.clear()
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn``: loader workers ignore the stop signals. SLURM signals
+    every process of a job step, workers included, and a worker that died of it would end the
+    run with a DataLoader error before its checkpoint; the main process ends them itself."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 class Verdict(NamedTuple):
     """What every process learns after an iteration's forward: stop after this iteration (a
     signal reached one of them), and whether the loss was not finite on one of them."""
