@@ -203,11 +203,8 @@ def test_signals_stop_after_the_iteration_and_the_run_resumes_exactly(data_dir, 
 def test_all_processes_stop_at_one_iteration_when_one_is_signalled(data_dir, tmp_path):
     # two tasks as srun starts them (no torchrun): SLURM's variables form the process group
     run = tmp_path / "run"
-    with socket.socket() as free:
-        free.bind(("localhost", 0))
-        port = str(free.getsockname()[1])
     slurm = {"SLURM_NTASKS": "2", "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost"}
-    slurm["MASTER_PORT"] = port
+    slurm["MASTER_PORT"] = free_port()
     tasks = [
         start(options(data_dir, run), SLURM_PROCID=str(r), SLURM_LOCALID=str(r), **slurm)
         for r in range(2)
@@ -264,6 +261,45 @@ def test_submit_requeues_a_preempted_run_through_submitit(data_dir, tmp_path, ca
 def test_cluster_keys_are_checked_when_read(key, value):
     with pytest.raises(ValueError, match=key):
         run_net.load_config("", [key, str(value)])
+
+
+AGREED = """
+import os, sys
+from ats_video.engine.distributed import agreed, init_process
+process = init_process(timeout_s=120)
+def step():
+    if process.rank == 1:
+        raise OSError("No space left on device: checkpoints/checkpoint_epoch_00002.pyth")
+    return "saved"
+try:
+    agreed(step)
+except Exception as error:
+    print(f"rank {process.rank}: {type(error).__name__}: {error}")
+"""
+
+
+def free_port():
+    with socket.socket() as free:
+        free.bind(("localhost", 0))
+        return str(free.getsockname()[1])
+
+
+def test_an_error_on_one_process_stops_every_process():
+    port = free_port()
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", AGREED], stdout=subprocess.PIPE, text=True,
+            env={**ENV, "MASTER_ADDR": "localhost", "MASTER_PORT": port, "RANK": str(r),
+                 "WORLD_SIZE": "2", "LOCAL_RANK": str(r)},
+        )
+        for r in range(2)
+    ]  # fmt: skip
+    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    assert outputs[1] == "rank 1: OSError: No space left on device: checkpoints/checkpoint_epoch_00002.pyth\n"
+    assert outputs[0] == (
+        "rank 0: RuntimeError: process 1 failed, so this one stops too: OSError: No space left "
+        "on device: checkpoints/checkpoint_epoch_00002.pyth\n"
+    )
 
 
 def test_slurm_variables_name_the_group():
