@@ -134,7 +134,9 @@ def _normalised_cdf(scores: Tensor) -> Tensor:
     total = s.sum(-1, keepdim=True)
     # total * 0 is 0 unless the total is NaN or infinite; one check and one sync for both
     if s.numel() and not bool(((total * 0 == 0).all() & (s.min() >= 0))):
-        raise NonFiniteScores("ATS scores must be finite and non-negative (NaN, inf or negative values found)")
+        raise NonFiniteScores(
+            "ATS scores must be finite and non-negative (NaN, inf or negative values found)"
+        )
     cdf = (s + (total == 0)).cumsum(-1)
     return cdf / cdf[:, -1:]
 

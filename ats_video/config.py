@@ -387,7 +387,9 @@ def _check_cluster(cfg: CfgNode) -> None:
     _positive_ints(cfg, "TRAIN.CHECKPOINT_ITER_KEEP")
     timeout = cfg.DIST.TIMEOUT_S
     _need(
-        isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout < math.inf,
+        isinstance(timeout, (int, float))
+        and not isinstance(timeout, bool)
+        and 0 < timeout < math.inf,
         "DIST.TIMEOUT_S",
         f"must be a finite number of seconds > 0, got {timeout!r}",
     )

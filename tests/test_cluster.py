@@ -177,7 +177,7 @@ def test_signals_stop_after_the_iteration_and_the_run_resumes_exactly(data_dir, 
         newest = last_checkpoint(str(run))
         assert newest.endswith(f"checkpoint_epoch_{epoch + 1:05d}_iter_{iteration:06d}.pyth")
         assert torch.load(newest, weights_only=True)["iteration"] == iteration
-        print(f"{name} after step {at_step}: stopped after step {stopped_at}, exit {seconds:.2f} s after the signal")
+        print(f"{name} after step {at_step}: stopped after {stopped_at}, exit after {seconds:.2f} s")
         assert seconds < 30
 
     # a hard kill, with no warning, after the mid-epoch checkpoint of iteration 4 of epoch 2:
@@ -295,11 +295,9 @@ def test_an_error_on_one_process_stops_every_process():
         for r in range(2)
     ]  # fmt: skip
     outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
-    assert outputs[1] == "rank 1: OSError: No space left on device: checkpoints/checkpoint_epoch_00002.pyth\n"
-    assert outputs[0] == (
-        "rank 0: RuntimeError: process 1 failed, so this one stops too: OSError: No space left "
-        "on device: checkpoints/checkpoint_epoch_00002.pyth\n"
-    )
+    error = "OSError: No space left on device: checkpoints/checkpoint_epoch_00002.pyth"
+    assert outputs[1] == f"rank 1: {error}\n"
+    assert outputs[0] == f"rank 0: RuntimeError: process 1 failed, so this one stops too: {error}\n"
 
 
 def test_slurm_variables_name_the_group():
@@ -400,7 +398,7 @@ def test_a_second_run_in_a_live_folder_is_refused_and_changes_nothing(data_dir, 
 def test_a_lock_left_by_a_killed_run_does_not_block(data_dir, tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from ats_video.engine.lock import output_dir_lock\n"
+        [sys.executable, "-c", "import time; from ats_video.engine.lock import output_dir_lock\n"
          f"with output_dir_lock({str(run)!r}):\n print('held', flush=True); time.sleep(600)"],
         env=ENV, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

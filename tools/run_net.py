@@ -187,13 +187,11 @@ def train(cfg, process: Process, stop: StopSignals) -> bool:
     else:
         start_epoch, start_iteration = 0, 0
         if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-            agreed(lambda: load_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, fresh_classifier=True))
+            initial = cfg.TRAIN.CHECKPOINT_FILE_PATH
+            agreed(lambda: load_checkpoint(model, initial, fresh_classifier=True))
     write_config(cfg, process)  # the run has passed its checks
     if last:
-        logger.info(
-            f"resumed from {last} after "
-            + (f"iteration {start_iteration} of epoch {start_epoch + 1}" if start_iteration else f"epoch {start_epoch}")
-        )
+        logger.info(f"resumed from {last} after {progress_text(start_epoch, start_iteration)}")
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
         logger.info(f"initial weights from {cfg.TRAIN.CHECKPOINT_FILE_PATH}")
     else:
@@ -273,9 +271,16 @@ def train(cfg, process: Process, stop: StopSignals) -> bool:
     return True
 
 
+def progress_text(epoch: int, iteration: int) -> str:
+    """(epochs done, iterations of the next) -> "iteration 120 of epoch 6" or "epoch 5"."""
+    return f"iteration {iteration} of epoch {epoch + 1}" if iteration else f"epoch {epoch}"
+
+
 def log_stop(stop: StopSignals, path: str, epoch: int, iteration: int) -> None:
-    after = "" if stop.received_at is None else f", {time.monotonic() - stop.received_at:.1f} s after it"
-    where = f"iteration {iteration} of epoch {epoch + 1}" if iteration else f"epoch {epoch}"
+    after = ""
+    if stop.received_at is not None:
+        after = f", {time.monotonic() - stop.received_at:.1f} s after it"
+    where = progress_text(epoch, iteration)
     logger.warning(
         f"stopped by {stop.requested or 'a signal to another process'} after {where}{after}; "
         f"{path} holds it: run the same command again to continue (TRAIN.AUTO_RESUME), exit "

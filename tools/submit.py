@@ -52,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--signal-delay", type=int, default=120, help="seconds before the time "
                         "limit that SIGUSR2 asks the run to checkpoint and requeue")  # fmt: skip
     parser.add_argument("--max-timeouts", type=int, default=10, help="requeues for the time limit")
-    parser.add_argument("--folder", default="", help="submitit's logs; default OUTPUT_DIR/submitit/%%j")
+    parser.add_argument("--folder", default="", help="submitit's logs (default: "
+                        "OUTPUT_DIR/submitit/%%j, %%j the job id)")  # fmt: skip
     parser.add_argument("--cluster", default=None, choices=["slurm", "local"],
                         help="default: SLURM where sbatch is found, else local")  # fmt: skip
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs for the config")
@@ -119,7 +120,8 @@ def main(argv=None) -> submitit.Job:
         **({"slurm_partition": args.partition} if args.partition else {}),
     )
     job = executor.submit(Training(run_argv))
-    print(f"submitted job {job.job_id} ({args.nodes} node(s) x {tasks} process(es)): {args.job_name}")
+    shape = f"{args.nodes} node(s) x {tasks} process(es)"
+    print(f"submitted job {job.job_id} ({shape}): {args.job_name}")
     print(f"logs: {job.paths.stdout} and {job.paths.stderr}")
     print(f"run: {output_dir} (log.txt, checkpoints/)")
     return job

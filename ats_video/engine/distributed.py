@@ -69,9 +69,10 @@ def slurm_environment(environ: Mapping[str, str]) -> Dict[str, str]:
     missing = [k for k in ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_JOB_ID") if k not in environ]
     nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST")
     if missing or not nodelist:
+        unset = ", ".join(missing) or "the node list"
         raise RuntimeError(
-            f"SLURM_NTASKS is {environ['SLURM_NTASKS']} but {', '.join(missing) or 'the node list'} "
-            "is not set: start one task per process with srun, or one task that runs torchrun"
+            f"SLURM_NTASKS is {environ['SLURM_NTASKS']} but {unset} is not set: start one task "
+            "per process with srun, or one task that runs torchrun"
         )
     return {
         "RANK": environ["SLURM_PROCID"],

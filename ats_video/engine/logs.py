@@ -92,7 +92,8 @@ class Recorder:
             from torch.utils.tensorboard import SummaryWriter  # only where wanted: slow import
 
             self.writer = SummaryWriter(
-                os.path.join(output_dir, "tensorboard"), purge_step=resumed_at + 1 if resumed_at else None
+                os.path.join(output_dir, "tensorboard"),
+                purge_step=resumed_at + 1 if resumed_at else None,
             )
 
     def write(self, split: str, step: int, values: Mapping[str, Any], **context: Any) -> None:
