@@ -86,10 +86,11 @@ def slurm_environment(environ: Mapping[str, str]) -> Dict[str, str]:
 def init_process(timeout_s: float = 600) -> Process:
     """Joins the process group torchrun or SLURM describes in the environment, or forms a
     group of one. Collectives give up after ``timeout_s`` seconds."""
-    os.environ.update(slurm_environment(os.environ))
-    rank = int(os.environ.get("RANK", 0))
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    slurm = slurm_environment(os.environ)
+    environ = {**os.environ, **slurm}  # os.environ itself is left as it is
+    rank = int(environ.get("RANK", 0))
+    world_size = int(environ.get("WORLD_SIZE", 1))
+    local_rank = int(environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
         # a task that SLURM gave one GPU of its own sees it as device 0
         count = torch.cuda.device_count()
@@ -104,8 +105,11 @@ def init_process(timeout_s: float = 600) -> Process:
     else:
         device, backend = torch.device("cpu"), "gloo"
     timeout = datetime.timedelta(seconds=timeout_s)
-    if "MASTER_ADDR" in os.environ:  # started by torchrun, or by srun (above)
-        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout)
+    if "MASTER_ADDR" in environ:  # started by srun (rank 0 serves the rendezvous) or torchrun
+        where = f"tcp://{slurm['MASTER_ADDR']}:{slurm['MASTER_PORT']}" if slurm else "env://"
+        dist.init_process_group(
+            backend, init_method=where, rank=rank, world_size=world_size, timeout=timeout
+        )
     else:
         dist.init_process_group(
             backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout
