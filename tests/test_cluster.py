@@ -408,4 +408,6 @@ def test_a_lock_left_by_a_killed_run_does_not_block(data_dir, tmp_path):
     holder.kill()
     holder.wait()
     assert (run / "run.lock").exists()  # left behind, naming a dead process
-    assert run_net.main(options(data_dir, run, **{"SOLVER.MAX_EPOCH": 1})) == 0
+    with output_dir_lock(str(run)):  # what the next run takes first
+        assert json.loads((run / "run.lock").read_text())["pid"] == os.getpid()
+    assert not (run / "run.lock").exists()
