@@ -378,7 +378,7 @@ def _check_solver(cfg: CfgNode) -> None:
 
 def _check_cluster(cfg: CfgNode) -> None:
     """The keys of runs on clusters: mid-epoch checkpoints and the collective timeout."""
-    period, keep = cfg.TRAIN.CHECKPOINT_ITER_PERIOD, cfg.TRAIN.CHECKPOINT_ITER_KEEP
+    period = cfg.TRAIN.CHECKPOINT_ITER_PERIOD
     _need(
         _is_int(period) and period >= 0,
         "TRAIN.CHECKPOINT_ITER_PERIOD",

@@ -177,7 +177,9 @@ def test_signals_stop_after_the_iteration_and_the_run_resumes_exactly(data_dir, 
         newest = last_checkpoint(str(run))
         assert newest.endswith(f"checkpoint_epoch_{epoch + 1:05d}_iter_{iteration:06d}.pyth")
         assert torch.load(newest, weights_only=True)["iteration"] == iteration
-        print(f"{name} after step {at_step}: stopped after {stopped_at}, exit after {seconds:.2f} s")
+        print(
+            f"{name} after step {at_step}: stopped after {stopped_at}, exit after {seconds:.2f} s"
+        )
         assert seconds < 30
 
     # a hard kill, with no warning, after the mid-epoch checkpoint of iteration 4 of epoch 2:

@@ -25,7 +25,6 @@ import argparse
 import importlib.util
 import os
 import signal
-import sys
 from pathlib import Path
 
 import submitit

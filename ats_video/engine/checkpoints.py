@@ -43,10 +43,11 @@ def checkpoint_dir(output_dir: str) -> str:
 def checkpoint_path(output_dir: str, epoch: int, iteration: int = 0) -> str:
     """The checkpoint written after ``epoch`` whole epochs and ``iteration`` iterations of the
     next one (named by that epoch, 1-based, and the iteration)."""
-    name = f"checkpoint_epoch_{epoch + 1:05d}_iter_{iteration:06d}" if iteration else (
-        f"checkpoint_epoch_{epoch:05d}"
-    )
-    return os.path.join(checkpoint_dir(output_dir), f"{name}.pyth")
+    if iteration:
+        name = f"checkpoint_epoch_{epoch + 1:05d}_iter_{iteration:06d}.pyth"
+    else:
+        name = f"checkpoint_epoch_{epoch:05d}.pyth"
+    return os.path.join(checkpoint_dir(output_dir), name)
 
 
 def _progress(name: str) -> Optional[Tuple[int, int]]:

@@ -22,8 +22,8 @@ decodes their clip once. ``DistributedSampler`` would repeat samples to even out
 
 from __future__ import annotations
 
-import random
 import itertools
+import random
 from contextlib import contextmanager
 from typing import Iterator, List
 
@@ -148,9 +148,7 @@ def train_loader(
 ) -> DataLoader:
     """Shuffled training batches of this process (``batch_size`` per process); call
     :func:`set_epoch` before each epoch."""
-    sampler = EpochSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
-    )
+    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     # workers are not persistent: each epoch's workers get a copy of the dataset with its epoch
     return DataLoader(
         dataset,

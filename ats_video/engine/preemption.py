@@ -1,6 +1,6 @@
 """Ending a training run when the cluster asks, and agreeing on it across processes.
 
-SLURM and Kubernetes send SIGTERM some seconds before they preempt a job (SLURM's KillWait,
+SLURM and Kubernetes send SIGTERM some seconds before they preempt a job (SLURM's GraceTime,
 Kubernetes' terminationGracePeriodSeconds), and SLURM can send SIGUSR1 earlier with
 ``--signal=USR1@SECONDS``. While training runs, :class:`StopSignals` turns those signals into a
 request: the iteration in progress finishes, every process stops after the same iteration, the
@@ -19,7 +19,6 @@ iteration instead of leaving the others waiting in a collective until the timeou
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -28,8 +27,6 @@ from typing import Dict, NamedTuple, Optional, Sequence
 import torch
 
 from ats_video.engine.distributed import all_reduce
-
-logger = logging.getLogger(__name__)
 
 # The exit status of a run that stopped on a signal after writing its checkpoint: "run me
 # again". SLURM requeues on it with RequeueExit=3 in slurm.conf, Kubernetes with a Job's

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from typing import Callable, Dict, Optional, Union
 
