@@ -202,6 +202,26 @@ def test_signals_stop_after_the_iteration_and_the_run_resumes_exactly(data_dir, 
     assert not (run / "run.lock").exists()
 
 
+def test_a_signal_at_an_epochs_last_iteration_saves_that_epoch(data_dir, tmp_path, monkeypatch):
+    real_seed = run_net.seed_iteration
+
+    def seed_then_signal(seed, epoch, iteration, rank):
+        if (epoch, iteration) == (0, 5):  # the last of epoch 1's 6 iterations is starting
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_seed(seed, epoch, iteration, rank)
+
+    monkeypatch.setattr(run_net, "seed_iteration", seed_then_signal)
+    handler = signal.getsignal(signal.SIGTERM)
+    run = tmp_path / "run"
+    assert run_net.main(options(data_dir, run)) == REQUEUE_EXIT_CODE
+    monkeypatch.undo()
+    assert os.listdir(run / "checkpoints") == ["checkpoint_epoch_00001.pyth"]
+    assert "stopped by SIGTERM after epoch 1" in (run / "log.txt").read_text()
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back after training
+    assert run_net.main(options(data_dir, run)) == 0
+    assert steps(run) == list(range(1, 13))
+
+
 def test_all_processes_stop_at_one_iteration_when_one_is_signalled(data_dir, tmp_path):
     # two tasks as srun starts them (no torchrun): SLURM's variables form the process group
     run = tmp_path / "run"
