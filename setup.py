@@ -22,5 +22,8 @@ setup(
         "tensorboard",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "hypothesis", "transformers>=4.40"]},
+    extras_require={
+        "cluster": ["submitit"],  # tools/submit.py
+        "test": ["pytest", "hypothesis", "transformers>=4.40", "submitit"],
+    },
 )

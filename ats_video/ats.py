@@ -113,6 +113,11 @@ def significance_scores(cls_attn: Tensor, v_norm: Tensor, num_prefix_tokens: int
 UNUSABLE_SCORES = "ATS scores must be finite and non-negative (NaN, inf or negative values found)"
 
 
+class NonFiniteScores(ValueError):
+    """ATS met NaN, infinite or negative token scores: the activations before it were not
+    finite. Training reports this as divergence (:mod:`ats_video.engine.train`)."""
+
+
 def _check(scores: Tensor, k: Union[int, Tensor]) -> None:
     """The checks of a selector called directly: scores usable, every budget >= 1 (reads the
     device; a model's forward checks once per ATS block instead, see :func:`keep_tokens`)."""
@@ -121,7 +126,7 @@ def _check(scores: Tensor, k: Union[int, Tensor]) -> None:
         raise ValueError(f"ATS budget K must be >= 1 in every row, got {low}")
     s = scores.double()
     if s.numel() and not bool((s.sum() * 0 == 0) & (s.min() >= 0)):  # x * 0 is 0 unless x is NaN or inf
-        raise ValueError(UNUSABLE_SCORES)
+        raise NonFiniteScores(UNUSABLE_SCORES)
 
 
 def _normalised_cdf(scores: Tensor) -> Tensor:
@@ -313,7 +318,7 @@ def keep_tokens(
         keep: [R] bool, the kept rows (prefix rows included);
         lengths: [S] the kept rows per sequence;
         usable: 0-d bool, False when a score was NaN or infinite (then ``keep`` means nothing:
-            the caller raises ``ValueError(UNUSABLE_SCORES)``).
+            the caller raises ``NonFiniteScores(UNUSABLE_SCORES)``).
     """
     p = num_prefix_tokens
     norm = v.norm(dim=-1, dtype=_score_dtype(v))  # on the real rows only: [R, H]

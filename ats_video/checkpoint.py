@@ -20,6 +20,7 @@ loads the same before and after ``apply_ats``. For fine-tuning on another label 
 
 import logging
 import os
+import socket
 from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Tuple, Union
 
 import torch
@@ -164,8 +165,9 @@ def save_checkpoint(model: nn.Module, path: PathLike, **extra: Any) -> None:
 
     ``extra`` holds anything else worth keeping (epoch, optimizer state, config as a string);
     it must be loadable with ``weights_only=True`` (tensors, numbers, strings, lists, dicts).
-    The file is written under a temporary name beside ``path`` and renamed when complete, so a
-    crash mid-write never leaves a partial file under ``path``.
+    The file is written under a temporary name beside ``path``, unique to this process
+    (``.NAME.HOST.PID.partial``: two runs writing the same name never share one), and renamed
+    when complete, so a crash mid-write never leaves a partial file under ``path``.
     """
     arch = family_of(model).model_type.__name__
     contents = {"format": FORMAT, "arch": arch, "model_state": model.state_dict(), **extra}
@@ -177,7 +179,10 @@ def write_atomically(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     renames it to ``path`` when complete, so a crash mid-write never leaves a partial file
     under ``path``."""
     path = os.fspath(path)
-    partial = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    partial = os.path.join(
+        os.path.dirname(path),
+        f".{os.path.basename(path)}.{socket.gethostname()}.{os.getpid()}.partial",
+    )
     with open(partial, "wb") as f:
         write(f)
         f.flush()

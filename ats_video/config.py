@@ -10,8 +10,8 @@ value that would be ignored or would fail far from its cause is an error naming 
 Only the tools and ``ats_video.build`` read a config; everything else takes plain arguments.
 
 Sections: DATA (what to read and how to sample it), DATA_LOADER, TRAIN, SOLVER, TEST, MODEL,
-ATS, TENSORBOARD, and the top-level OUTPUT_DIR, RNG_SEED, LOG_PERIOD. Key names are
-PySlowFast's where it has one.
+ATS, TENSORBOARD, and the top-level OUTPUT_DIR, RNG_SEED, LOG_PERIOD; DIST (collectives between
+processes). Key names are PySlowFast's where it has one.
 """
 
 from __future__ import annotations
@@ -105,6 +105,11 @@ _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # "off"; "bf16": bfloat16 autocast (CPU and GPU); "fp16": float16 autocast with a gradient
 # scaler (GPU only). Also used by the test.
 _C.TRAIN.MIXED_PRECISION = "off"
+# Iterations between mid-epoch checkpoints (checkpoint_epoch_00006_iter_000120.pyth), for
+# hard kills that give no warning; 0: none. A signal (SIGTERM, SIGUSR1) always writes one.
+_C.TRAIN.CHECKPOINT_ITER_PERIOD = 0
+# Mid-epoch checkpoints kept (the newest); those of whole epochs are all kept.
+_C.TRAIN.CHECKPOINT_ITER_KEEP = 2
 
 # ---------------------------------------------------------------------------------------------
 # SOLVER
@@ -205,6 +210,13 @@ _C.DATA.AUTO_AUGMENT = ""
 _C.TRAIN.MIXUP_ALPHA = 0.0
 # Label smoothing s of the cross-entropy (targets (1 - s) one-hot + s / classes); 0: off.
 _C.TRAIN.LABEL_SMOOTHING = 0.0
+
+# ---------------------------------------------------------------------------------------------
+# DIST
+# ---------------------------------------------------------------------------------------------
+_C.DIST = CfgNode()
+# Seconds a collective waits for every process before the run fails (PyTorch's default, 600).
+_C.DIST.TIMEOUT_S = 600
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_POLICIES = ("cosine", "steps_with_relative_lrs")
@@ -309,6 +321,7 @@ def check_cfg(cfg: CfgNode) -> None:
     _positive_ints(cfg, "LOG_PERIOD", "TRAIN.BATCH_SIZE", "TRAIN.EVAL_PERIOD")
     _positive_ints(cfg, "TRAIN.CHECKPOINT_PERIOD", "TEST.BATCH_SIZE", "TEST.NUM_ENSEMBLE_VIEWS")
     _need(cfg.DATA_LOADER.NUM_WORKERS >= 0, "DATA_LOADER.NUM_WORKERS", "must be >= 0")
+    _check_cluster(cfg)
     _choice(cfg, "TRAIN.MIXED_PRECISION", MIXED_PRECISION)
     _choice(cfg, "TEST.ENSEMBLE_METHOD", ENSEMBLE_METHODS)
     _need(
@@ -461,3 +474,22 @@ def _check_augmentation(cfg: CfgNode) -> None:
             f"mixup (TRAIN.MIXUP_ALPHA {alpha}) pairs clips: needs an even batch, got "
             f"{cfg.TRAIN.BATCH_SIZE}",
         )
+
+
+def _check_cluster(cfg: CfgNode) -> None:
+    """The keys of runs on clusters: mid-epoch checkpoints and the collective timeout."""
+    period = cfg.TRAIN.CHECKPOINT_ITER_PERIOD
+    _need(
+        _is_int(period) and period >= 0,
+        "TRAIN.CHECKPOINT_ITER_PERIOD",
+        f"must be an integer >= 0 (0: none), got {period!r}",
+    )
+    _positive_ints(cfg, "TRAIN.CHECKPOINT_ITER_KEEP")
+    timeout = cfg.DIST.TIMEOUT_S
+    _need(
+        isinstance(timeout, (int, float))
+        and not isinstance(timeout, bool)
+        and 0 < timeout < math.inf,
+        "DIST.TIMEOUT_S",
+        f"must be a finite number of seconds > 0, got {timeout!r}",
+    )

@@ -15,22 +15,29 @@ test_results.json, test_predictions.csv, test_scores.npz, test_per_class.csv,
 test_confusion.png and (with ATS) kept_tokens_histogram.png, the kept
 tokens per clip of each ATS block.
 Training starts from the last checkpoint there when TRAIN.AUTO_RESUME is set (and continues
-exactly as an uninterrupted run would), else from TRAIN.CHECKPOINT_FILE_PATH (a classifier of
-another class count is re-initialised), else from random weights. The test loads
+exactly as an uninterrupted run would, mid-epoch too), else from TRAIN.CHECKPOINT_FILE_PATH (a
+classifier of another class count is re-initialised), else from random weights. The test loads
 TEST.CHECKPOINT_FILE_PATH, or else the last checkpoint in OUTPUT_DIR.
+
+On a cluster: one live run holds OUTPUT_DIR (OUTPUT_DIR/run.lock; another is refused, naming
+it), and SIGTERM or SIGUSR1 during training ends the run after the current iteration with a
+checkpoint of it and the exit status 3 (ats_video.engine.preemption.REQUEUE_EXIT_CODE): run
+the same command again to continue. tools/submit.py submits to SLURM and requeues.
 """
 
 # ruff: noqa: I001
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from typing import Optional
+import time
+from typing import Optional, Sequence
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ats_video.build import (
@@ -44,9 +51,20 @@ from ats_video.build import (
 )
 from ats_video.checkpoint import load_checkpoint
 from ats_video.config import load_config
-from ats_video.engine.checkpoints import last_checkpoint, resume, save_training_checkpoint
-from ats_video.engine.data import EngineDataset, eval_loader, seed_epoch, set_epoch, train_loader
-from ats_video.engine.distributed import Process, init_process, shutdown
+from ats_video.engine.checkpoints import (
+    last_checkpoint,
+    prune_iteration_checkpoints,
+    resume,
+    save_training_checkpoint,
+)
+from ats_video.engine.data import (
+    EngineDataset,
+    eval_loader,
+    seed_iteration,
+    set_epoch,
+    train_loader,
+)
+from ats_video.engine.distributed import Process, agreed, broadcast, init_process, shutdown
 from ats_video.engine.evaluate import (
     Evaluation,
     evaluate,
@@ -55,7 +73,9 @@ from ats_video.engine.evaluate import (
     test_results,
     write_test_outputs,
 )
+from ats_video.engine.lock import output_dir_lock
 from ats_video.engine.logs import Recorder, setup_logging, write_run_config
+from ats_video.engine.preemption import REQUEUE_EXIT_CODE, STOP_SIGNALS, StopSignals
 from ats_video.engine.run_config import check_resume, keep_optimizer_settings, test_mismatch
 from ats_video.engine.scores import write_score_outputs
 from ats_video.engine.train import train_epoch
@@ -138,7 +158,35 @@ def run_evaluation(
     )
 
 
-def train(cfg, process: Process) -> None:
+def write_config(cfg, process: Process) -> None:
+    """OUTPUT_DIR/config.yaml, the whole config, to read or to run again with --cfg (an earlier
+    run's that differs is kept beside it), and the config into log.txt; written once the run has
+    passed its checks, so a refused run leaves the folder as it was."""
+    if process.is_main:
+        logger.info(f"config:\n{cfg.dump()}")
+        logger.info(write_run_config(cfg.OUTPUT_DIR, cfg.dump()))
+
+
+def save_progress(cfg, process: Process, model, optimizer, scaler, epoch: int, iteration: int = 0):
+    """The main process writes the checkpoint after ``epoch`` epochs and ``iteration``
+    iterations (keeping the newest TRAIN.CHECKPOINT_ITER_KEEP mid-epoch ones); every process
+    waits for it, and fails with it. Returns its path."""
+
+    def save() -> Optional[str]:
+        if not process.is_main:
+            return None
+        path = save_training_checkpoint(
+            cfg.OUTPUT_DIR, epoch, model, optimizer, scaler, cfg.dump(), iteration
+        )
+        prune_iteration_checkpoints(cfg.OUTPUT_DIR, cfg.TRAIN.CHECKPOINT_ITER_KEEP)
+        logger.info(f"saved {path}")
+        return path
+
+    return broadcast(agreed(save))
+
+
+def train(cfg, process: Process, stop: StopSignals) -> bool:
+    """Trains; returns False when a signal stopped it (after writing a checkpoint)."""
     device = process.device
     dtype = autocast_dtype(cfg.TRAIN.MIXED_PRECISION, device)
     torch.manual_seed(cfg.RNG_SEED)  # the same initial weights on every process and every run
@@ -146,22 +194,6 @@ def train(cfg, process: Process) -> None:
     optimizer = build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     lr_at = build_lr_schedule(cfg)
-
-    start_epoch = 0
-    last = last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
-    if last:
-        check_resume(last, cfg)
-        with keep_optimizer_settings(optimizer):
-            start_epoch = resume(last, model, optimizer, scaler)
-        logger.info(f"resumed from {last} after epoch {start_epoch}")
-    elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        load_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, fresh_classifier=True)
-        logger.info(f"initial weights from {cfg.TRAIN.CHECKPOINT_FILE_PATH}")
-    else:
-        logger.info(f"random initial weights (RNG_SEED {cfg.RNG_SEED})")
-    ddp_model = DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None
-    )
 
     train_data = EngineDataset(build_dataset(cfg, "train"), seed=cfg.RNG_SEED)
     batch_size = per_process(cfg.TRAIN.BATCH_SIZE, "TRAIN.BATCH_SIZE", process)
@@ -174,15 +206,43 @@ def train(cfg, process: Process) -> None:
         **loader_options(cfg, process),
     )
     val_loader = views_loader(cfg, process, "val")
-    recorder = Recorder(cfg.OUTPUT_DIR, tensorboard=cfg.TENSORBOARD.ENABLE, enabled=process.is_main)
+    iters = len(loader)
+    # rank 0 decides where to resume, so processes with their own copies of OUTPUT_DIR cannot
+    # start from different points; a process that cannot read it stops them all
+    last = cfg.TRAIN.AUTO_RESUME and broadcast(last_checkpoint(cfg.OUTPUT_DIR))
+    if last:
+        agreed(lambda: check_resume(last, cfg))  # a change that cannot be honoured is refused
+        with keep_optimizer_settings(optimizer):  # the config's, not the checkpoint's
+            start_epoch, start_iteration = agreed(lambda: resume(last, model, optimizer, scaler))
+    else:
+        start_epoch, start_iteration = 0, 0
+        if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+            initial = cfg.TRAIN.CHECKPOINT_FILE_PATH
+            agreed(lambda: load_checkpoint(model, initial, fresh_classifier=True))
+    write_config(cfg, process)  # the run has passed its checks
+    if last:
+        logger.info(f"resumed from {last} after {progress_text(start_epoch, start_iteration)}")
+    elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        logger.info(f"initial weights from {cfg.TRAIN.CHECKPOINT_FILE_PATH}")
+    else:
+        logger.info(f"random initial weights (RNG_SEED {cfg.RNG_SEED})")
+    ddp_model = DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None
+    )
+    recorder = Recorder(
+        cfg.OUTPUT_DIR,
+        tensorboard=cfg.TENSORBOARD.ENABLE,
+        enabled=process.is_main,
+        resumed_at=start_epoch * iters + start_iteration,
+    )
     max_epoch = cfg.SOLVER.MAX_EPOCH
     logger.info(
         f"training {cfg.MODEL.ARCH} on {len(train_data)} videos for epochs {start_epoch + 1}.."
-        f"{max_epoch}, {len(loader)} iterations each, {process.world_size} process(es) on {device}"
+        f"{max_epoch}, {iters} iterations each, {process.world_size} process(es) on {device}"
     )
     for epoch in range(start_epoch, max_epoch):
-        seed_epoch(cfg.RNG_SEED, epoch, process.rank)
-        set_epoch(loader, epoch)
+        first = start_iteration if epoch == start_epoch else 0
+        set_epoch(loader, epoch, first)
         stats = train_epoch(
             ddp_model,
             loader,
@@ -198,21 +258,31 @@ def train(cfg, process: Process) -> None:
             recorder=recorder,
             show_progress=process.is_main,
             objective=objective,
+            first_iteration=first,
+            seed_iteration=lambda it: seed_iteration(cfg.RNG_SEED, epoch, it, process.rank),
+            stop=stop,
+            save_every=cfg.TRAIN.CHECKPOINT_ITER_PERIOD,
+            save=lambda it: save_progress(cfg, process, model, optimizer, scaler, epoch, it),
         )
+        if stats["iterations"] < iters:  # a signal stopped it mid-epoch
+            path = save_progress(cfg, process, model, optimizer, scaler, epoch, stats["iterations"])
+            log_stop(stop, path, epoch, stats["iterations"])
+            recorder.close()
+            return False
         done = epoch + 1
-        step = done * len(loader)
+        step = done * iters
         recorder.write("train_epoch", step, stats, epoch=done)
         logger.info(
             f"epoch {done}/{max_epoch}: loss {stats['loss']:.4f}, {stats['clips_per_s']:.1f} "
             f"clips/s, {stats['seconds']:.0f} s, {stats['replaced']} unusable videos replaced"
         )
-        if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or done == max_epoch:
-            if process.is_main:
-                path = save_training_checkpoint(
-                    cfg.OUTPUT_DIR, done, model, optimizer, scaler, cfg.dump()
-                )
-                logger.info(f"saved {path}")
-            dist.barrier()  # the test reads it next, on every process
+        stopped = stats["stopped"]  # a signal stopped it at the epoch's last iteration
+        if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or done == max_epoch or stopped:
+            path = save_progress(cfg, process, model, optimizer, scaler, done)
+        if stopped:
+            log_stop(stop, path, done, 0)
+            recorder.close()
+            return False
         if done % cfg.TRAIN.EVAL_PERIOD == 0 or done == max_epoch:
             val = run_evaluation(cfg, process, model, val_loader, "validation")
             values = {
@@ -229,6 +299,24 @@ def train(cfg, process: Process) -> None:
             if val.unusable.failures:
                 logger.warning(val.unusable.summary())
     recorder.close()
+    return True
+
+
+def progress_text(epoch: int, iteration: int) -> str:
+    """(epochs done, iterations of the next) -> "iteration 120 of epoch 6" or "epoch 5"."""
+    return f"iteration {iteration} of epoch {epoch + 1}" if iteration else f"epoch {epoch}"
+
+
+def log_stop(stop: StopSignals, path: str, epoch: int, iteration: int) -> None:
+    after = ""
+    if stop.received_at is not None:
+        after = f", {time.monotonic() - stop.received_at:.1f} s after it"
+    where = progress_text(epoch, iteration)
+    logger.warning(
+        f"stopped by {stop.requested or 'a signal to another process'} after {where}{after}; "
+        f"{path} holds it: run the same command again to continue (TRAIN.AUTO_RESUME), exit "
+        f"status {REQUEUE_EXIT_CODE}"
+    )
 
 
 def test(cfg, process: Process) -> None:
@@ -240,11 +328,13 @@ def test(cfg, process: Process) -> None:
             "checkpoint: name the weights to test, or train first (TRAIN.ENABLE True)"
         )
     model = build_model(cfg).to(device)
+    loader = views_loader(cfg, process, "test")
     load_checkpoint(model, path)
+    if not cfg.TRAIN.ENABLE:  # the training wrote it
+        write_config(cfg, process)
     mismatch = test_mismatch(path, cfg)
     if mismatch and process.is_main:
         logger.warning(mismatch)
-    loader = views_loader(cfg, process, "test")
     dataset = loader.dataset
     views = f"{cfg.TEST.NUM_ENSEMBLE_VIEWS}x{cfg.TEST.NUM_SPATIAL_CROPS}"
     logger.info(
@@ -298,20 +388,24 @@ def write_kept_histogram(output_dir: str, evaluation: Evaluation, title: str) ->
     return f"wrote {path}"
 
 
-def main(argv=None) -> int:
+def main(argv=None, stop_signals: Sequence[signal.Signals] = STOP_SIGNALS) -> int:
+    """Runs the command; returns 0, or REQUEUE_EXIT_CODE when one of ``stop_signals`` stopped
+    the training (after a checkpoint)."""
     args = parse_args(argv)
     cfg = load_config(args.cfg_file, args.opts)
-    process = init_process()
+    process = init_process(cfg.DIST.TIMEOUT_S)
     allow_tf32(process.device)
     try:
-        setup_logging(cfg.OUTPUT_DIR, process.is_main)
-        if process.is_main:  # the whole config, to read or to run again with --cfg
-            logger.info(f"config:\n{cfg.dump()}")
-            logger.info(write_run_config(cfg.OUTPUT_DIR, cfg.dump()))
-        if cfg.TRAIN.ENABLE:
-            train(cfg, process)
-        if cfg.TEST.ENABLE:
-            test(cfg, process)
+        with contextlib.ExitStack() as held:
+            # one live run per OUTPUT_DIR, held by the main process for all
+            agreed(lambda: process.is_main and held.enter_context(output_dir_lock(cfg.OUTPUT_DIR)))
+            setup_logging(cfg.OUTPUT_DIR, process.is_main)
+            if cfg.TRAIN.ENABLE:
+                with StopSignals(stop_signals) as stop:
+                    if not train(cfg, process, stop):
+                        return REQUEUE_EXIT_CODE
+            if cfg.TEST.ENABLE:
+                test(cfg, process)
     finally:
         shutdown()
     return 0

@@ -9,10 +9,12 @@ epoch, never from what the process did before. So:
   torch, numpy and Python's ``random`` alike, then the caller's state is put back
   (:class:`EngineDataset`); this covers the video transforms (torch) and timm's image
   augmentation (Python's ``random``) without touching the datasets;
-- the model's own randomness (stochastic depth, dropout) is reseeded from (seed, epoch, rank)
-  at the start of every epoch (:func:`seed_epoch`);
+- the model's own randomness (stochastic depth, dropout) is reseeded from (seed, epoch,
+  iteration, rank) before every iteration (:func:`seed_iteration`);
 - mixing a batch (mixup) draws under a seed of (seed, epoch, rank, iteration)
-  (:func:`mixup_seed`).
+  (:func:`mixup_seed`);
+- an epoch can start at any batch (:func:`set_epoch`), so a run stopped mid-epoch resumes
+  with the batches it had not yet trained on, without reading the ones it had.
 
 Test and validation samples are sharded without padding (:class:`ShardSampler`): each process
 takes one contiguous slice of the views, so every view is seen exactly once whatever the
@@ -22,6 +24,7 @@ decodes their clip once. ``DistributedSampler`` would repeat samples to even out
 
 from __future__ import annotations
 
+import itertools
 import random
 from contextlib import contextmanager
 from typing import Iterator, List
@@ -31,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ats_video.data.lists import VideoRecord
+from ats_video.engine.preemption import ignore_stop_signals
 
 _SAMPLE_STREAM, _MODEL_STREAM, _MIXUP_STREAM = 0, 1, 2
 
@@ -56,9 +60,9 @@ def seeded(seed: int) -> Iterator[None]:
             np.random.set_state(states[1])
 
 
-def seed_epoch(seed: int, epoch: int, rank: int) -> None:
-    """Seeds this process's own random draws (stochastic depth, dropout) for ``epoch``."""
-    torch.manual_seed(derive_seed(seed, epoch, _MODEL_STREAM, rank))
+def seed_iteration(seed: int, epoch: int, iteration: int, rank: int) -> None:
+    """Seeds this process's own random draws (stochastic depth, dropout) for one iteration."""
+    torch.manual_seed(derive_seed(seed, epoch, _MODEL_STREAM, rank, iteration))
 
 
 def mixup_seed(seed: int, epoch: int, rank: int, iteration: int) -> int:
@@ -129,6 +133,19 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class EpochSampler(DistributedSampler):
+    """``DistributedSampler``'s order for the epoch, from sample ``start`` of this process's
+    share on (0: the whole epoch)."""
+
+    start = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
 def train_loader(
     dataset: EngineDataset,
     *,
@@ -143,9 +160,7 @@ def train_loader(
     """Shuffled training batches of this process (``batch_size`` per process); call
     :func:`set_epoch` before each epoch. ``drop_last`` drops an epoch's last, incomplete batch
     (mixup needs even batches); ValueError when that leaves no batch at all."""
-    sampler = DistributedSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
-    )
+    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     # workers are not persistent: each epoch's workers get a copy of the dataset with its epoch
     loader = DataLoader(
         dataset,
@@ -154,6 +169,7 @@ def train_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=drop_last,
+        worker_init_fn=ignore_stop_signals,
     )
     if not len(loader):
         raise ValueError(
@@ -163,9 +179,11 @@ def train_loader(
     return loader
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Sets the epoch of a :func:`train_loader`'s order and augmentation."""
+def set_epoch(loader: DataLoader, epoch: int, first_batch: int = 0) -> None:
+    """Sets the epoch of a :func:`train_loader`'s order and augmentation, and the batch it
+    starts at (the batches before it are skipped, not read)."""
     loader.sampler.set_epoch(epoch)
+    loader.sampler.start = first_batch * loader.batch_size
     loader.dataset.set_epoch(epoch)
 
 
@@ -188,4 +206,5 @@ def eval_loader(
         sampler=ShardSampler(len(dataset), rank, world_size, group),
         num_workers=num_workers,
         pin_memory=pin_memory,
+        worker_init_fn=ignore_stop_signals,
     )

@@ -12,6 +12,8 @@ from typing import Any, Dict, Mapping, Optional
 
 from tqdm import tqdm
 
+from ats_video.data.files import write_text_atomic
+
 
 class _TqdmHandler(logging.StreamHandler):
     """Writes log lines through tqdm, so they appear above a progress bar, not inside it."""
@@ -36,7 +38,8 @@ def setup_logging(output_dir: str, is_main: bool) -> None:
     handlers = [_TqdmHandler()]
     if is_main:
         os.makedirs(output_dir, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(output_dir, "log.txt")))
+        # delay: a run refused before its first log line leaves log.txt as it was
+        handlers.append(logging.FileHandler(os.path.join(output_dir, "log.txt"), delay=True))
     for handler in handlers:
         handler._ats_video = True
         handler.setFormatter(formatter)
@@ -54,22 +57,44 @@ def _flat(values: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
     return flat
 
 
+def _step(line: str) -> float:
+    """A log.jsonl row's step; infinite for a row cut short by a killed run."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 class Recorder:
     """Scalars to ``output_dir/log.jsonl`` (one JSON object a line, appended across resumed
     runs) and, with ``tensorboard``, to TensorBoard events under ``output_dir/tensorboard``.
-    Does nothing where ``enabled`` is False (processes other than the main one)."""
+    Does nothing where ``enabled`` is False (processes other than the main one).
 
-    def __init__(self, output_dir: str, *, tensorboard: bool, enabled: bool) -> None:
+    A run resumed after ``resumed_at`` iterations first drops what an earlier run recorded
+    after that step (rows of ``log.jsonl``; TensorBoard's ``purge_step``), since it is about to
+    run those iterations again: nothing is recorded twice."""
+
+    def __init__(
+        self, output_dir: str, *, tensorboard: bool, enabled: bool, resumed_at: int = 0
+    ) -> None:
         self.file = None
         self.writer = None
         if not enabled:
             return
         os.makedirs(output_dir, exist_ok=True)
-        self.file = open(os.path.join(output_dir, "log.jsonl"), "a")
+        path = os.path.join(output_dir, "log.jsonl")
+        if resumed_at and os.path.exists(path):
+            with open(path) as f:
+                kept = [line for line in f if _step(line) <= resumed_at]
+            write_text_atomic(path, "".join(kept))
+        self.file = open(path, "a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # only where wanted: slow import
 
-            self.writer = SummaryWriter(os.path.join(output_dir, "tensorboard"))
+            self.writer = SummaryWriter(
+                os.path.join(output_dir, "tensorboard"),
+                purge_step=resumed_at + 1 if resumed_at else None,
+            )
 
     def write(self, split: str, step: int, values: Mapping[str, Any], **context: Any) -> None:
         """One row ``{"split", "step", **context, **values}``; TensorBoard gets every number of
@@ -117,6 +142,5 @@ def write_run_config(output_dir: str, text: str) -> str:
                     n += 1
                 kept = os.path.join(output_dir, f"config.{n}.yaml")
                 os.replace(path, kept)
-    with open(path, "w") as f:
-        f.write(text)
+    write_text_atomic(path, text)
     return f"wrote {path}" + (f"; the earlier run's, which differs, kept as {kept}" if kept else "")

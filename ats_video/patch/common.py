@@ -17,7 +17,7 @@ import torch
 from timm.layers import DropPath
 from torch import Tensor, nn
 
-from ats_video.ats import UNUSABLE_SCORES, ATSConfig, SharedGrid, keep_tokens
+from ats_video.ats import UNUSABLE_SCORES, ATSConfig, NonFiniteScores, SharedGrid, keep_tokens
 from ats_video.tokens import KeptTokens, Layout, Tokens, attention, read_lengths, true_indices
 
 # (k or v [R, H, d], the tokens) -> the same, mixed with other rows (XViT's temporal shift)
@@ -81,14 +81,14 @@ def ats_attention(
         out_layout: the sequences of ``out``;
         lengths: their lengths on the host (empty without ``config``).
     Raises:
-        ValueError: a score was NaN or infinite.
+        NonFiniteScores: a score was NaN or infinite (a ValueError).
     """
     index, out_layout, lengths = None, layout, []
     if config is not None:
         keep, kept, usable = keep_tokens(q, k, v, layout, num_prefix_tokens, config, shared)
         lengths, usable = read_lengths(kept, usable)
         if not usable:
-            raise ValueError(UNUSABLE_SCORES)
+            raise NonFiniteScores(UNUSABLE_SCORES)
         num_rows = sum(lengths)
         if num_rows < layout.num_rows:
             index = true_indices(keep, num_rows)
