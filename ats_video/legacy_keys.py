@@ -4,7 +4,7 @@ Their YAML files share most keys with this project (TRAIN.*, DATA.*, SOLVER.*, T
 all: some keys have another name here (``TRAIN.DATASET`` is ``DATA.DATASET``), some say what the
 engine does anyway (``TRAIN.FINETUNE``, ``LOSS_FUNC: cross_entropy``), some belong to the
 launcher (``NUM_GPUS`` is torchrun's ``--nproc_per_node``), and some name what is not
-implemented here (mixup, AutoAugment). :data:`FOREIGN_KEYS` says which is which, and serves
+named otherwise here (``DATA.AUTOAUGMENT``, ``LOSS_FUNC: smooth_cross_entropy``). :data:`FOREIGN_KEYS` says which is which, and serves
 twice:
 
 - :func:`unknown_keys_message`: ``load_config`` reports every unknown key of a file at once,
@@ -92,12 +92,6 @@ FOREIGN_KEYS: Tuple[ForeignKey, ...] = (
         "the releases do (docs/ENGINE.md); 3-D convolutions are not inflated",
     ),
     ForeignKey(
-        "TRAIN.MIXUP_ALPHA",
-        accepts=_one_of(0, 0.0),
-        accepted="0.0",
-        instead="no mixup in this engine",
-    ),
-    ForeignKey(
         "TEST.SAVE_RESULTS_PATH",
         instead="the test always writes `OUTPUT_DIR/test_scores.npz` (scores, labels, paths; "
         "`TEST.SAVE_VIEW_SCORES` for every view's)",
@@ -109,7 +103,10 @@ FOREIGN_KEYS: Tuple[ForeignKey, ...] = (
         instead="RGB input, one pathway",
     ),
     ForeignKey(
-        "DATA.AUTOAUGMENT", accepts=_one_of(False), accepted="False", instead="no AutoAugment"
+        "DATA.AUTOAUGMENT",
+        accepts=_one_of(False),
+        accepted="False",
+        instead="`DATA.AUTO_AUGMENT v0` for the XViT release's AutoAugment (timm's policy)",
     ),
     ForeignKey(
         "DATA.RANDAUGMENT", accepts=_one_of(False), accepted="False", instead="no RandAugment"
@@ -121,7 +118,8 @@ FOREIGN_KEYS: Tuple[ForeignKey, ...] = (
         "MODEL.LOSS_FUNC",
         accepts=_one_of("cross_entropy"),
         accepted="cross_entropy",
-        instead="cross-entropy training (no label smoothing)",
+        instead="cross-entropy training; the XViT release's `smooth_cross_entropy` is "
+        "`TRAIN.LABEL_SMOOTHING 0.3`",
     ),
     ForeignKey(
         "MODEL.DROPOUT_RATE",

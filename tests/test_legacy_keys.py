@@ -63,7 +63,8 @@ def test_xvit_settings_the_engine_lacks_are_refused_all_at_once(tmp_path, capsys
     official.write_text(XVIT_B16_16X16_K600)
     assert port_tool.main([str(official), "-o", str(tmp_path / "x.yaml")]) == 2
     refused = capsys.readouterr().err
-    for key in ("MIXUP_ALPHA 0.4", "DATA.AUTOAUGMENT True", "LOSS_FUNC 'smooth_cross_entropy'"):
+    for key in ("DATA.AUTOAUGMENT True", "DATA.AUTO_AUGMENT v0", "LOSS_FUNC 'smooth_cross_entropy'",
+                "TRAIN.LABEL_SMOOTHING 0.3"):
         assert key in refused
     # without those three, it is the released Kinetics-600 model; STEPS/LRS go (cosine)
     trimmed = "\n".join(
