@@ -68,8 +68,9 @@ _C.DATA.TEST_RESIZE_SIZE = 256
 # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]).
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
 _C.DATA.STD = [0.225, 0.225, 0.225]
-# "decord" (PyAV for files decord cannot read) or "pyav".
-_C.DATA.DECODING_BACKEND = "decord"
+# "auto" (the decoders installed, fastest first by benchmarks/decoders.md), or the one to try
+# first: "pyav", "decord", "torchcodec", "torchcodec_cuda" (ats_video.data.video_io).
+_C.DATA.DECODING_BACKEND = "auto"
 
 # ---------------------------------------------------------------------------------------------
 # DATA_LOADER

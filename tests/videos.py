@@ -12,10 +12,12 @@ import os
 
 import av
 import numpy as np
+import pytest
 import torch
 
-from ats_video.data.video_io import write_video
+from ats_video.data.video_io import why_unavailable, write_video
 
+CPU_DECODERS = ("pyav", "decord", "torchcodec")
 LEVEL_STEP = 6
 MAX_COUNTER_FRAMES = 256 // LEVEL_STEP
 
@@ -89,3 +91,11 @@ def write_cut_video(path: str, source: str, keep: int) -> str:
     with open(path, "r+b") as f:
         f.truncate(ends[keep - 1])
     return path
+
+
+def decoder_params() -> list:
+    """The CPU decoders as pytest parameters, each skipped with its reason where it cannot load."""
+    return [
+        pytest.param(name, marks=pytest.mark.skipif(bool(reason), reason=reason))
+        for name, reason in ((name, why_unavailable(name)) for name in CPU_DECODERS)
+    ]

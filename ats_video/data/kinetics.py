@@ -64,7 +64,8 @@ class KineticsDataset(torch.utils.data.Dataset):
         random_flip: horizontal flips in training.
         num_ensemble_views: test clips per video, spread evenly over it.
         num_spatial_crops: test crops per clip, 1 (centre) or 3 (along the long side).
-        decoding_backend: "decord" (with PyAV as fallback) or "pyav".
+        decoding_backend: one of :data:`ats_video.data.video_io.BACKENDS`: "auto" (the measured
+            default order) or the decoder to try first.
         max_replacements: in training, how many replacements in a row to try before giving up
             (then the data is broken beyond a few bad files, and we raise).
     """
@@ -83,7 +84,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         random_flip: bool = True,
         num_ensemble_views: int = 1,
         num_spatial_crops: int = 3,
-        decoding_backend: str = "decord",
+        decoding_backend: str = "auto",
         max_replacements: int = 20,
     ) -> None:
         if not videos:
