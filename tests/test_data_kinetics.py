@@ -67,6 +67,11 @@ def test_test_views_are_deterministic_and_indexed(videos):
     assert [(s["video_index"], s["view_index"]) for s in samples] == [
         (v, i) for v in range(2) for i in range(9)
     ]
+    # PyTorchVideo's keys: the clip and the crop ("augmentation") of each view
+    assert [(s["clip_index"], s["aug_index"]) for s in samples[:9]] == [
+        (c, a) for c in range(3) for a in range(3)
+    ]
+    assert {s["video_name"] for s in samples} == {"a.mp4", "b.mp4"}
     assert all(s["usable"] and s["error"] == "" for s in samples)
     # Clip starts spread from the first frame to the last possible one (40 - 10 = 30).
     assert [frame_numbers(samples[c * 3]["video"], MEAN, STD)[0] for c in range(3)] == [0, 15, 30]
@@ -205,3 +210,16 @@ def test_bad_arguments(videos):
         KineticsDataset([], training=True)
     with pytest.raises(IndexError):
         KineticsDataset(videos, training=True, **SMALL)[4]
+
+
+def test_pytorchvideo_dict_transforms_apply_unchanged(videos):
+    from pytorchvideo.transforms import ApplyTransformToKey, RemoveKey, UniformTemporalSubsample
+    from torchvision.transforms import Compose
+
+    transform = Compose([ApplyTransformToKey("video", UniformTemporalSubsample(2)), RemoveKey("view_index")])
+    dataset = KineticsDataset(videos[:1], training=True, transform=transform, **SMALL)
+    sample = dataset[0]
+    assert sample["video"].shape == (3, 2, 32, 32) and "view_index" not in sample
+    assert (sample["video_name"], sample["video_index"], sample["clip_index"], sample["aug_index"]) == (
+        "a.mp4", 0, 0, 0,
+    )
