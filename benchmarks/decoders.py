@@ -3,7 +3,7 @@
 Writes Kinetics-like H.264 videos with PyAV (10 s; 456x256 at 30 fps and 568x320 at 25 fps, the
 short sides of the resized Kinetics copies in use; the synthetic actions of
 :mod:`ats_video.data.synthetic` in their most cluttered background, with a shaking camera and
-film grain, so that their bit rate, 400-600 kb/s, is that of real clips), and reads them with
+film grain, so that their bit rate, 500-800 kb/s, is that of real clips), and reads them with
 :class:`ats_video.data.kinetics.KineticsDataset` through a DataLoader, one decoder at a time:
 
 - train 8x32: 8 frames every 32 from a random start (TimeSformer, XViT), scale jitter, crop, flip;
@@ -15,7 +15,9 @@ thread per core, up to 16, its default when the thread count is left at 0) inste
 thread ats_video sets. The runs are interleaved (every decoder once per round, in a rotating
 order, then the next round) and each keeps its fastest pass: on a shared machine other work only
 ever adds time. Clips per second over one pass, worker start-up included; the ratio is to PyAV.
-The last line orders the decoders by the geometric mean of their ratios over all rows:
+Each pass is measured per second and per CPU-second of the workers (user and system time,
+from ``getrusage(RUSAGE_CHILDREN)``): on a shared machine the second is far less disturbed. The
+last line orders the decoders by the geometric mean of their CPU-time ratios over all rows:
 :data:`ats_video.data.video_io.DEFAULT_ORDER` follows it (tests/test_data_video_io.py checks).
 
     python benchmarks/decoders.py --machine "2-core CPU sandbox, no GPU" --out benchmarks/decoders.md
@@ -28,6 +30,7 @@ import argparse
 import math
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -39,6 +42,7 @@ from ats_video.data.kinetics import KineticsDataset
 from ats_video.data.lists import VideoRecord
 from ats_video.data.synthetic import render_action
 from ats_video.data.video_io import write_video
+from loader_throughput import print_and_write, version  # beside this script
 
 SECONDS, SHAKE, GRAIN = 10, 16, 4.0  # camera shake (pixels) and film grain (grey levels)
 SIZES = {"256": (256, 456, 30), "320": (320, 568, 25)}  # short side: (height, width, fps)
@@ -78,15 +82,17 @@ def write_videos(directory: str, size: str, count: int) -> list[str]:
     return paths
 
 
-def clips_per_second(paths: list[str], mode: str, decoder: str, workers: int) -> float:
-    """Clips per second over one pass of a DataLoader (a test clip is its 3 views)."""
+def clips_per_second(paths: list[str], mode: str, decoder: str, workers: int) -> tuple[float, float]:
+    """Clips per second over one pass of a DataLoader (a test clip is its 3 views), and clips
+    per CPU-second of its workers (user and system time, every thread)."""
     training, num_frames, sampling_rate = MODES[mode]
     dataset = KineticsDataset(
         [VideoRecord(path, 0) for path in paths], training=training, num_frames=num_frames,
         sampling_rate=sampling_rate, crop_size=CROP, num_spatial_crops=3,
         decoding_backend="pyav" if decoder == PYAV_FFMPEG_THREADS else decoder,
     )
-    start = time.perf_counter()
+    torch.manual_seed(0)  # the same clips (random starts, order) for every decoder
+    start, cpu_start = time.perf_counter(), _children_cpu_seconds()
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=BATCH_SIZE, num_workers=workers, shuffle=training
     )
@@ -95,16 +101,24 @@ def clips_per_second(paths: list[str], mode: str, decoder: str, workers: int) ->
         assert batch["video"].shape[1:] == (3, num_frames, CROP, CROP)
         assert "usable" not in batch or all(batch["usable"]), batch["error"]
         samples += len(batch["label"])
-    return samples / dataset.num_views / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    del loader  # its workers have exited and been waited for: their CPU time is counted
+    clips = samples / dataset.num_views
+    return clips / seconds, clips / (_children_cpu_seconds() - cpu_start)
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pyav_stream_with_ffmpeg_threads(container):
     stream = container.streams.video[0]
-    stream.thread_count = 0  # FFmpeg's default: as many threads as cores, up to 16
+    stream.codec_context.thread_count = 0  # FFmpeg's default: as many threads as cores, up to 16
     return stream
 
 
-def timed(paths: list[str], mode: str, decoder: str, workers: int) -> float:
+def timed(paths: list[str], mode: str, decoder: str, workers: int) -> tuple[float, float]:
     """:func:`clips_per_second`, with PyAV's threading switched for the PyAV-threads variant
     (the DataLoader's forked workers inherit the switch)."""
     if decoder != PYAV_FFMPEG_THREADS:
@@ -122,9 +136,9 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--machine", required=True, help='e.g. "2-core CPU sandbox, no GPU"')
-    parser.add_argument("--videos", type=int, default=6, help="distinct videos per size")
+    parser.add_argument("--videos", type=int, default=4, help="distinct videos per size")
     parser.add_argument("--repeat", type=int, default=2, help="times each is listed")
-    parser.add_argument("--rounds", type=int, default=3, help="passes of every decoder, interleaved")
+    parser.add_argument("--rounds", type=int, default=2, help="passes of every decoder, interleaved")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--work-dir", default="/tmp/ats_video_decoder_benchmark")
     parser.add_argument("--out", help="write the results as markdown here")
@@ -139,21 +153,27 @@ def main(argv=None) -> int:
         for size in SIZES
     }
     rows = [(size, mode, workers) for size in SIZES for mode in MODES for workers in args.workers]
-    best = {(row, decoder): 0.0 for row in rows for decoder in decoders}
+    best = {(row, decoder): (0.0, 0.0) for row in rows for decoder in decoders}
     load_before = os.getloadavg()[0]
     for round_index in range(args.rounds):
         for row_index, row in enumerate(rows):
             shift = (round_index + row_index) % len(decoders)
             for decoder in decoders[shift:] + decoders[:shift]:
-                speed = timed(paths[row[0]], row[1], decoder, row[2])
-                best[row, decoder] = max(best[row, decoder], speed)
-                print(f"round {round_index} {row} {decoder}: {speed:.2f} clips/s", flush=True)
+                wall, cpu_rate = timed(paths[row[0]], row[1], decoder, row[2])
+                best[row, decoder] = tuple(map(max, best[row, decoder], (wall, cpu_rate)))
+                print(
+                    f"round {round_index} {row} {decoder}: {wall:.2f} clips/s, "
+                    f"{cpu_rate:.2f} clips per CPU-second", flush=True,
+                )
 
-    ratios = {d: [best[row, d] / best[row, "pyav"] for row in rows] for d in decoders}
-    geomean = {d: math.exp(sum(map(math.log, r)) / len(r)) for d, r in ratios.items()}
-    order = sorted(cpu, key=lambda d: -geomean[d])
+    tables, geomeans = [], []
+    for measure, name in [(0, "clips per second"), (1, "clips per CPU-second of the workers")]:
+        table, geomean = _table(best, rows, decoders, measure)
+        tables += [f"**{name}** (in brackets: the ratio to PyAV in the same row)", "", *table, ""]
+        geomeans.append(geomean)
+    order = sorted(cpu, key=lambda d: -geomeans[1][d])
     versions = ", ".join(
-        f"{module} {_version(module)}" for module in ["torch", "av", "decord", "torchcodec"]
+        f"{module} {version(module)}" for module in ["torch", "av", "decord", "torchcodec"]
     )
     lines = [
         "# Decoder throughput: PyAV, decord, torchcodec",
@@ -170,42 +190,35 @@ def main(argv=None) -> int:
         )
         + ".",
         "",
-        "Clips per second through `KineticsDataset` and a DataLoader (batches of "
-        f"{BATCH_SIZE}, crop {CROP}, worker start-up included), the fastest of {args.rounds} "
-        "interleaved passes; in brackets the ratio to PyAV in the same row. A test clip is "
-        f"its 3 views. `{PYAV_FFMPEG_THREADS}`: PyAV with FFmpeg's default threading instead of "
+        "Clips through `KineticsDataset` and a DataLoader (batches of "
+        f"{BATCH_SIZE}, crop {CROP}, worker start-up included), the best of {args.rounds} "
+        "interleaved passes, per second of the pass and per second of CPU time its workers "
+        "used (which other work on a shared machine disturbs far less); the default order "
+        "follows the second. A test clip is its 3 views. "
+        f"`{PYAV_FFMPEG_THREADS}`: PyAV with FFmpeg's default threading instead of "
         "one thread per decoder. Command: "
         f'`python benchmarks/decoders.py --machine "{args.machine}" --out benchmarks/decoders.md`.',
         "",
     ]
     lines += [f"Not measured: {name}: {reason}" for name, reason in missing.items()]
-    lines += [
-        "",
-        "| short side | clip | workers | " + " | ".join(decoders) + " |",
-        "|---|---|---|" + "---|" * len(decoders),
-    ]
-    for row in rows:
-        cells = [f"{best[row, d]:.2f} ({best[row, d] / best[row, 'pyav']:.2f})" for d in decoders]
-        lines.append(f"| {row[0]} | {row[1]} | {row[2]} | " + " | ".join(cells) + " |")
-    lines += [
-        "| | geometric mean of the ratios | | "
-        + " | ".join(f"{geomean[d]:.2f}" for d in decoders) + " |",
-        "",
-        f"Order: {', '.join(order)}",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    lines += ["", *tables, f"Order: {', '.join(order)}"]
+    print_and_write("\n".join(lines) + "\n", args.out)
     return 0
 
 
-def _version(module: str) -> str:
-    try:
-        return getattr(__import__(module), "__version__", "?")
-    except Exception:  # torchcodec raises RuntimeError where it cannot load
-        return "not loadable"
+def _table(best: dict, rows: list, decoders: list, measure: int) -> tuple[list[str], dict]:
+    """Markdown rows of one measure (0: per second, 1: per CPU-second) with each decoder's
+    ratio to PyAV, and the geometric mean of each decoder's ratios."""
+    ratio = {(row, d): best[row, d][measure] / best[row, "pyav"][measure] for row in rows for d in decoders}
+    geomean = {
+        d: math.exp(sum(math.log(ratio[row, d]) for row in rows) / len(rows)) for d in decoders
+    }
+    lines = ["| short side | clip | workers | " + " | ".join(decoders) + " |", "|---|---|---|" + "---|" * len(decoders)]
+    for row in rows:
+        cells = [f"{best[row, d][measure]:.2f} ({ratio[row, d]:.2f})" for d in decoders]
+        lines.append(f"| {row[0]} | {row[1]} | {row[2]} | " + " | ".join(cells) + " |")
+    lines.append("| | geometric mean of the ratios | | " + " | ".join(f"{geomean[d]:.2f}" for d in decoders) + " |")
+    return lines, geomean
 
 
 if __name__ == "__main__":

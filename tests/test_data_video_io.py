@@ -1,5 +1,6 @@
 """Decoding chosen frames with PyAV, decord and torchcodec, the fallback, and unusable files."""
 
+import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -21,6 +22,8 @@ from videos import (
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 from ats_video.data import video_io
 from ats_video.data.video_io import UnusableVideoError, count_frames, read_frames, write_video
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +230,14 @@ def test_pyav_takes_the_clip_again_when_an_estimated_count_runs_past_the_end(
     monkeypatch.setattr(video_io, "_pyav_num_frames", lambda container, stream: 45)
     frames = read_frames(counter_video, lambda n: [n - 9, n - 5, n - 1], backend="pyav")
     assert frame_numbers_uint8(frames) == [31, 35, 39]  # from select(40), not [36, 39, 39]
+
+
+def test_check_decoders_reports_each_backend():
+    spec = importlib.util.spec_from_file_location("check_decoders", TOOLS / "check_decoders.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    results = tool.check_decoders(height=32, width=48)
+    assert [r["backend"] for r in results] == [b for b in video_io.BACKENDS if b != "auto"]
+    for r in results:
+        assert r["loads"] == (not video_io.why_unavailable(r["backend"]))
+        assert r["ok"] if r["loads"] else "to use it: " in r["reason"]

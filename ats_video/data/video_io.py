@@ -197,7 +197,7 @@ def _pyav_stream(container: av.container.InputContainer) -> av.video.VideoStream
     stream = container.streams.video[0]
     # One thread, like the other readers: DataLoader workers already decode in parallel, and
     # FFmpeg's default (one thread per core, up to 16) would oversubscribe the CPUs.
-    stream.thread_count = 1
+    stream.codec_context.thread_count = 1
     return stream
 
 
