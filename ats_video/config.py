@@ -21,6 +21,7 @@ import yaml
 from fvcore.common.config import CfgNode
 from timm.models import is_model_in_modules
 
+from ats_video.data.video_io import BACKENDS as DECODING_BACKENDS
 from ats_video.families import video_architectures
 
 _C = CfgNode()
@@ -286,6 +287,7 @@ def _check_data(cfg: CfgNode) -> None:
         "DATA.TRAIN_JITTER_SCALES",
         f"must be [min, max] short sides with 1 <= min <= max, got {scales!r}",
     )
+    _choice(cfg, "DATA.DECODING_BACKEND", DECODING_BACKENDS)
 
 
 def _check_model(cfg: CfgNode) -> None:
