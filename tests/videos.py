@@ -81,7 +81,11 @@ def write_cut_video(path: str, source: str, keep: int) -> str:
     """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with av.open(source) as src, av.open(path, "w", options={"movflags": "faststart"}) as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
+        # newer PyAV: add_stream_from_template; setup.py's minimum, PyAV 12: add_stream(template=...)
+        if hasattr(dst, "add_stream_from_template"):
+            stream = dst.add_stream_from_template(src.streams.video[0])
+        else:
+            stream = dst.add_stream(template=src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.size:
                 packet.stream = stream

@@ -66,9 +66,10 @@ logger = logging.getLogger(__name__)
 
 Select = Callable[[int], Sequence[int]]
 
-# Fastest first, by benchmarks/decoders.md (clips/s of the training and test clips, 1 and 2
-# workers, on a 2-core CPU). torchcodec_cuda is used only when asked for.
-DEFAULT_ORDER = ("pyav", "decord", "torchcodec")
+# By benchmarks/decoders.md: training and test clips per CPU-second, 1 and 2 workers, on a
+# 2-core CPU, where the three tie within noise (torchcodec 1.04, decord 0.99 of PyAV); the
+# maintained torchcodec first where it loads. torchcodec_cuda is used only when asked for.
+DEFAULT_ORDER = ("torchcodec", "pyav", "decord")
 BACKENDS = ("auto", "pyav", "decord", "torchcodec", "torchcodec_cuda")
 _CHUNK = 32  # frames per batch when decoding a whole video
 
