@@ -26,7 +26,7 @@ from timm.models import is_model_in_modules
 
 from ats_video.data.augment import auto_augment_transform
 from ats_video.data.lists import SEPARATORS
-from ats_video.data.video_io import BACKENDS
+from ats_video.data.video_io import BACKENDS as DECODING_BACKENDS
 from ats_video.families import video_architectures
 from ats_video.legacy_keys import unknown_keys_message
 
@@ -75,8 +75,9 @@ _C.DATA.TEST_RESIZE_SIZE = 256
 # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]).
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
 _C.DATA.STD = [0.225, 0.225, 0.225]
-# "decord" (PyAV for files decord cannot read) or "pyav".
-_C.DATA.DECODING_BACKEND = "decord"
+# "auto" (the decoders installed, fastest first by benchmarks/decoders.md), or the one to try
+# first: "pyav", "decord", "torchcodec", "torchcodec_cuda" (ats_video.data.video_io).
+_C.DATA.DECODING_BACKEND = "auto"
 
 # ---------------------------------------------------------------------------------------------
 # DATA_LOADER
@@ -336,7 +337,6 @@ def _check_data(cfg: CfgNode) -> None:
     data = cfg.DATA
     _choice(cfg, "DATA.DATASET", DATASETS)
     _choice(cfg, "DATA.PATH_LABEL_SEPARATOR", SEPARATORS)
-    _choice(cfg, "DATA.DECODING_BACKEND", BACKENDS)
     _positive_ints(cfg, "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE")
     _positive_ints(cfg, "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE", "DATA.TEST_RESIZE_SIZE")
     for key in ("MEAN", "STD"):
@@ -353,6 +353,7 @@ def _check_data(cfg: CfgNode) -> None:
         "DATA.TRAIN_JITTER_SCALES",
         f"must be [min, max] short sides with 1 <= min <= max, got {scales!r}",
     )
+    _choice(cfg, "DATA.DECODING_BACKEND", DECODING_BACKENDS)
 
 
 def _check_model(cfg: CfgNode) -> None:

@@ -6,8 +6,8 @@ predictions, features, GFLOPs and kept tokens of files they name, rather than of
 1. :func:`load_model`: the config's model (``ats_video.build.build_model``, ATS as ``cfg.ATS``
    says) with a checkpoint that :func:`ats_video.load_checkpoint` reads: an official
    TimeSformer ``.pyth``, XViT ``.pth``, DeiT ``.pth`` or this project's own;
-2. :func:`read_views`: a video in any container, codec, size and frame rate that decord or
-   PyAV reads, made into the config's test views (``TEST.NUM_ENSEMBLE_VIEWS`` clips x
+2. :func:`read_views`: a video in any container, codec, size and frame rate that the
+   installed decoders read, made into the config's test views (``TEST.NUM_ENSEMBLE_VIEWS`` clips x
    ``TEST.NUM_SPATIAL_CROPS`` crops) or its centre view (one centred clip, the centre crop: what
    the clip-level validation reads) by the dataset the multi-view test uses
    (:func:`ats_video.build.build_video_dataset`), so the frames, crops and normalisation are the

@@ -26,6 +26,7 @@ import platform
 import sys
 import time
 from fractions import Fraction
+from typing import Optional
 
 import torch
 import torchvision
@@ -187,8 +188,8 @@ def main(argv=None) -> int:
         "# Loader throughput: ats_video vs PyTorchVideo",
         "",
         f"Machine: {args.machine} ({os.cpu_count()} CPUs). torch {torch.__version__}, "
-        f"pytorchvideo 0.1.5, decord {_version('decord')}, PyAV {_version('av')}, "
-        f"Python {platform.python_version()}. 1-minute load average before and after: "
+        f"pytorchvideo 0.1.5, decord {version('decord')}, PyAV {version('av')}, "
+        f"Python {platform.pythonversion()}. 1-minute load average before and after: "
         f"{load_before:.1f} and {os.getloadavg()[0]:.1f}. {args.note}".rstrip(),
         "",
         f"Data: {args.videos} synthetic {SECONDS}-second {WIDTH}x{HEIGHT} {FPS} fps H.264 videos "
@@ -218,16 +219,24 @@ def main(argv=None) -> int:
         lines.append(
             f"| {backend} | {mode} | {workers} | {theirs:.2f} | {mine:.2f} | {mine / theirs:.1f}x |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    print_and_write("\n".join(lines) + "\n", args.out)
     return 0
 
 
-def _version(module: str) -> str:
-    return getattr(__import__(module), "__version__", "?")
+def print_and_write(text: str, path: Optional[str]) -> None:
+    """Prints the report, and writes it to ``path`` when given."""
+    print(text)
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def version(module: str) -> str:
+    """``module.__version__``, or why it is not known."""
+    try:
+        return getattr(__import__(module), "__version__", "?")
+    except Exception:  # torchcodec raises RuntimeError where it cannot load
+        return "not loadable"
 
 
 if __name__ == "__main__":

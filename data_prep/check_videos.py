@@ -1,7 +1,8 @@
 """Decodes every video of a list and writes the broken ones and a clean list.
 
-Every frame of every listed video is decoded the way the data loader reads it (decord, PyAV
-where decord fails; or PyAV only with --backend pyav). Writes, next to the list or into --out:
+Every frame of every listed video is decoded the way the data loader reads it (the decoders
+installed, in ats_video.data.video_io's order, each trying a video the one before could not read;
+--backend names the one to try first). Writes, next to the list or into --out:
 
     <list name>.broken.txt   `path<TAB>reason` for each video that is missing, empty or fails
     <list name>.clean<ext>   the list's lines for the other videos, unchanged
@@ -38,7 +39,7 @@ def parse_args(argv):
     )
     parser.add_argument("--separator", default="auto", choices=["auto", " ", ","])
     parser.add_argument("--class-names", help="class-name map, if labels are names")
-    parser.add_argument("--backend", default="decord", choices=BACKENDS)
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--out", help="output directory (default: the list's directory)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel processes")
     args = parser.parse_args(argv)

@@ -3,7 +3,7 @@
 Every video under --src is written to the same relative path under --dst, as .mp4: short side
 --short-side pixels, aspect ratio kept (sides rounded to even numbers, as H.264 needs), H.264
 (libx264, yuv420p, --crf quality), same frame rate, no audio. Each output is then decoded in
-full with decord; a video that fails to read, encode or decode, or whose file holds fewer
+full with the loader's decoders; a video that fails to read, encode or decode, or whose file holds fewer
 frames than its header promises (cut short), is listed with the reason in
 <dst>/resize_failures.txt and leaves no output behind.
 

@@ -17,7 +17,7 @@ from ats_video.data.kinetics import KineticsDataset
 def test_defaults_are_timesformer_8x32_1x3():
     cfg = get_cfg()
     assert (cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE) == (8, 32)
-    assert cfg.DATA.TRAIN_JITTER_SCALES == [256, 320] and cfg.DATA.DECODING_BACKEND == "decord"
+    assert cfg.DATA.TRAIN_JITTER_SCALES == [256, 320] and cfg.DATA.DECODING_BACKEND == "auto"
     assert (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS) == (1, 3)
     assert get_cfg() is not get_cfg()
 

@@ -4,11 +4,18 @@ import logging
 
 import pytest
 import torch
-from videos import frame_numbers, write_broken_video, write_counter_video, write_cut_video
+from videos import (
+    decoder_params,
+    frame_numbers,
+    write_broken_video,
+    write_counter_video,
+    write_cut_video,
+)
 
 import ats_video  # noqa: F401  (first: it repairs torchvision imports where needed)
 from ats_video.data.kinetics import KineticsDataset, UnusableVideos
 from ats_video.data.lists import VideoRecord
+from ats_video.data.video_io import decoding_order
 
 MEAN, STD = (0.45,) * 3, (0.225,) * 3
 SMALL = dict(
@@ -29,7 +36,7 @@ def videos(tmp_path_factory):
     return [VideoRecord(path, label) for label, path in enumerate(good)] + [VideoRecord(broken, 3)]
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", decoder_params())
 def test_train_clip_is_strided_and_augmented(videos, backend):
     dataset = KineticsDataset(videos[:2], training=True, decoding_backend=backend, **SMALL)
     assert len(dataset) == 2
@@ -60,6 +67,11 @@ def test_test_views_are_deterministic_and_indexed(videos):
     assert [(s["video_index"], s["view_index"]) for s in samples] == [
         (v, i) for v in range(2) for i in range(9)
     ]
+    # PyTorchVideo's keys: the clip and the crop ("augmentation") of each view
+    assert [(s["clip_index"], s["aug_index"]) for s in samples[:9]] == [
+        (c, a) for c in range(3) for a in range(3)
+    ]
+    assert {s["video_name"] for s in samples} == {"a.mp4", "b.mp4"}
     assert all(s["usable"] and s["error"] == "" for s in samples)
     # Clip starts spread from the first frame to the last possible one (40 - 10 = 30).
     assert [frame_numbers(samples[c * 3]["video"], MEAN, STD)[0] for c in range(3)] == [0, 15, 30]
@@ -84,7 +96,7 @@ def test_single_view_is_centred_centre_crop(videos):
     assert frame_numbers(sample["video"], MEAN, STD) == [15, 18, 21, 24]
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", decoder_params())
 def test_views_of_a_cut_video_spread_over_the_frames_it_holds(videos, tmp_path, backend):
     # The header promises 40 frames, the file holds 25: the last view ends at frame 24 rather
     # than repeating it in place of frames 30 to 39.
@@ -143,7 +155,7 @@ def test_unusable_test_video_is_reported_not_dropped(videos, tmp_path, caplog):
     assert unusable.names() == [videos[3].path, missing.path]
     summary = unusable.summary()
     assert summary.splitlines()[0] == "2 of 3 test videos unusable:"
-    assert "broken.mp4: decord" in summary and "gone.mp4: no such file" in summary
+    assert f"broken.mp4: {decoding_order()[0]}: " in summary and "gone.mp4: no such file" in summary
     unusable.write(str(tmp_path / "unusable.txt"))
     lines = open(tmp_path / "unusable.txt").read().splitlines()
     assert [line.split("\t")[0] for line in lines] == unusable.names()
@@ -198,3 +210,16 @@ def test_bad_arguments(videos):
         KineticsDataset([], training=True)
     with pytest.raises(IndexError):
         KineticsDataset(videos, training=True, **SMALL)[4]
+
+
+def test_pytorchvideo_dict_transforms_apply_unchanged(videos):
+    from pytorchvideo.transforms import ApplyTransformToKey, RemoveKey, UniformTemporalSubsample
+    from torchvision.transforms import Compose
+
+    transform = Compose([ApplyTransformToKey("video", UniformTemporalSubsample(2)), RemoveKey("view_index")])
+    dataset = KineticsDataset(videos[:1], training=True, transform=transform, **SMALL)
+    sample = dataset[0]
+    assert sample["video"].shape == (3, 2, 32, 32) and "view_index" not in sample
+    assert (sample["video_name"], sample["video_index"], sample["clip_index"], sample["aug_index"]) == (
+        "a.mp4", 0, 0, 0,
+    )

@@ -11,10 +11,11 @@ def code_blocks(language):
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_test_commands():
     test_command = next(b.strip() for b in code_blocks("bash") if "pytest" in b)
+    minimum_lane = next(b.strip() for b in code_blocks("bash") if "minimum_versions" in b)
     ci_commands = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
-    assert ci_commands == [test_command]
+    assert ci_commands == [test_command, minimum_lane]
 
 
 def test_quick_start_runs(capsys):

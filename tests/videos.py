@@ -12,10 +12,12 @@ import os
 
 import av
 import numpy as np
+import pytest
 import torch
 
-from ats_video.data.video_io import write_video
+from ats_video.data.video_io import why_unavailable, write_video
 
+CPU_DECODERS = ("pyav", "decord", "torchcodec")
 LEVEL_STEP = 6
 MAX_COUNTER_FRAMES = 256 // LEVEL_STEP
 
@@ -79,7 +81,11 @@ def write_cut_video(path: str, source: str, keep: int) -> str:
     """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with av.open(source) as src, av.open(path, "w", options={"movflags": "faststart"}) as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
+        # newer PyAV: add_stream_from_template; setup.py's minimum, PyAV 12: add_stream(template=...)
+        if hasattr(dst, "add_stream_from_template"):
+            stream = dst.add_stream_from_template(src.streams.video[0])
+        else:
+            stream = dst.add_stream(template=src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.size:
                 packet.stream = stream
@@ -89,3 +95,11 @@ def write_cut_video(path: str, source: str, keep: int) -> str:
     with open(path, "r+b") as f:
         f.truncate(ends[keep - 1])
     return path
+
+
+def decoder_params() -> list:
+    """The CPU decoders as pytest parameters, each skipped with its reason where it cannot load."""
+    return [
+        pytest.param(name, marks=pytest.mark.skipif(bool(reason), reason=reason))
+        for name, reason in ((name, why_unavailable(name)) for name in CPU_DECODERS)
+    ]

@@ -8,10 +8,10 @@ video and the pre-logits features.
     python tools/predict.py clip.mp4 other.avi --cfg configs/Kinetics/TimeSformer_divST_8x32_224_ATS.yaml \\
         --checkpoint TimeSformer_divST_8x32_224_K400.pyth --class-names k400_classids.json ATS.K 100
 
-A video may be in any container and codec that decord or PyAV reads, at any size and frame rate:
-it is sampled, cropped and normalised as the multi-view test does (the config's
-TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS views, or with --views center one centred clip
-and the centre crop), and the views' softmax scores are combined as TEST.ENSEMBLE_METHOD says
+A video may be in any container and codec that the installed decoders read (PyAV, decord,
+torchcodec), at any size and frame rate: it is sampled, cropped and normalised as the multi-view
+test does (the config's TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS views, or with --views
+center one centred clip and the centre crop), and the views' softmax scores are combined as TEST.ENSEMBLE_METHOD says
 (sum: their mean is printed). With an image config (DATA.DATASET imagenet) the files are images.
 The weights: --checkpoint, else TEST.CHECKPOINT_FILE_PATH, else the last checkpoint in
 OUTPUT_DIR; an official TimeSformer .pyth, XViT .pth, DeiT .pth or this project's own. Class

@@ -7,9 +7,15 @@
 # importable do we install the pinned pair below: on a CPU machine whose pip index offers a
 # local CPU wheel, that avoids downloading several GB of CUDA packages. torch and torchvision
 # must always be pinned together.
+#
+# $EXTRAS names the optional parts (setup.py's extras; default test,decord: decord installs only
+# where it has wheels); torchcodec is left to the user, as it must match the torch build and
+# needs FFmpeg's shared libraries (README.md, "Video decoders"). $CONSTRAINTS, a pip constraints
+# file, pins versions (CI's second lane: the declared minimums). No step needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-test,decord}
 TORCH_PAIR=(torch==2.13.0 torchvision==0.28.0)
 
 if [ ! -e "$VENV" ]; then
@@ -33,5 +39,5 @@ if "$PY" -c "import torch" 2>/dev/null; then
 else
     "${PIP[@]}" "${TORCH_PAIR[@]}"
 fi
-"${PIP[@]}" -e ".[test]"
+"${PIP[@]}" ${CONSTRAINTS:+-c "$CONSTRAINTS"} -e ".[$EXTRAS]"
 "$PY" -c "import ats_video, timm, pytorchvideo.data; print('environment ready:', '$VENV')"

@@ -3,7 +3,7 @@
 - ``lists``: ``path label`` lists, class-name maps, folder-per-class trees.
 - ``files``: finding videos in folder trees by one rule, writing outputs atomically.
 - ``workers``: process pools for the data_prep scripts that stop at once when interrupted.
-- ``video_io``: decoding chosen frames (decord, PyAV fallback), writing mp4s.
+- ``video_io``: decoding chosen frames (PyAV, decord, torchcodec, each the others' fallback), writing mp4s.
 - ``sampling``: temporal clip positions as frame indices.
 - ``transforms``: spatial ops on (C, T, H, W) tensors.
 - ``kinetics``: the video dataset, train clips and multi-view test samples.

@@ -23,6 +23,7 @@ after logging it at debug level only; this one is map-style, so it has a length 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -43,12 +44,16 @@ KINETICS_STD = (0.225, 0.225, 0.225)
 class KineticsDataset(torch.utils.data.Dataset):
     """Video clips for training, or multi-view samples for testing.
 
-    Every sample is a dict:
+    Every sample is a dict, with PyTorchVideo's keys (so its dict transforms, such as
+    ``ApplyTransformToKey``, apply to it unchanged) and the multi-view test's:
 
     - ``video``: float tensor (C, T, H, W), normalised, H = W = ``crop_size``.
     - ``label``: class index.
+    - ``video_name``: the video's file name (in training, the one actually used).
     - ``video_index``: index of the video in ``videos`` (in training, the one actually used).
-    - ``view_index``: ``clip_index * num_spatial_crops + crop_index`` (0 in training).
+    - ``clip_index``: the test clip's index among the video's clips (0 in training).
+    - ``aug_index``: the test crop's index among the clip's crops (0 in training).
+    - ``view_index``: ``clip_index * num_spatial_crops + aug_index`` (0 in training).
     - training only: ``num_replaced``, unusable videos replaced to make this sample.
     - testing only: ``usable`` (bool) and ``error`` ("" when usable).
 
@@ -64,11 +69,14 @@ class KineticsDataset(torch.utils.data.Dataset):
         random_flip: horizontal flips in training.
         num_ensemble_views: test clips per video, spread evenly over it.
         num_spatial_crops: test crops per clip, 1 (centre) or 3 (along the long side).
-        decoding_backend: "decord" (with PyAV as fallback) or "pyav".
+        decoding_backend: one of :data:`ats_video.data.video_io.BACKENDS`: "auto" (the measured
+            default order) or the decoder to try first.
         max_replacements: in training, how many replacements in a row to try before giving up
             (then the data is broken beyond a few bad files, and we raise).
         auto_augment: in training, a timm AutoAugment policy applied alike to every frame of a
             clip ("v0": XViT's recipe), or "" for none; see :mod:`ats_video.data.augment`.
+        transform: applied to each sample dict last, as PyTorchVideo's datasets do with theirs
+            (e.g. ``ApplyTransformToKey("video", ...)``).
     """
 
     def __init__(
@@ -85,9 +93,10 @@ class KineticsDataset(torch.utils.data.Dataset):
         random_flip: bool = True,
         num_ensemble_views: int = 1,
         num_spatial_crops: int = 3,
-        decoding_backend: str = "decord",
+        decoding_backend: str = "auto",
         max_replacements: int = 20,
         auto_augment: str = "",
+        transform: Callable[[dict], dict] | None = None,
     ) -> None:
         if not videos:
             raise ValueError("no videos")
@@ -105,6 +114,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         self.num_spatial_crops = 1 if training else num_spatial_crops
         self.decoding_backend = decoding_backend
         self.max_replacements = max_replacements
+        self.sample_transform = transform
         if training:
             self.transform = VideoTrainTransform(
                 crop_size=crop_size,
@@ -140,8 +150,10 @@ class KineticsDataset(torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         if self.training:
-            return self._train_sample(index)
-        return self._test_sample(*divmod(index, self.num_views))
+            sample = self._train_sample(index)
+        else:
+            sample = self._test_sample(*divmod(index, self.num_views))
+        return sample if self.sample_transform is None else self.sample_transform(sample)
 
     def _read_clip(self, video_index: int, clip_start: Callable[[int, int], int]) -> torch.Tensor:
         """uint8 frames (T, H, W, C) of the clip from ``clip_start(video_frames, clip_span)``."""
@@ -181,25 +193,30 @@ class KineticsDataset(torch.utils.data.Dataset):
             )
         return {
             "video": self.transform(frames),
-            "label": self.videos[video_index].label,
-            "video_index": video_index,
-            "view_index": 0,
+            **self._keys(video_index, clip_index=0, aug_index=0),
             "num_replaced": num_replaced,
         }
 
     def _test_sample(self, video_index: int, view_index: int) -> dict:
         clip_index, crop_index = divmod(view_index, self.num_spatial_crops)
-        sample = {
-            "label": self.videos[video_index].label,
-            "video_index": video_index,
-            "view_index": view_index,
-        }
+        sample = self._keys(video_index, clip_index=clip_index, aug_index=crop_index)
         try:
             frames = self._test_clip(video_index, clip_index)
         except UnusableVideoError as error:
             video = torch.zeros(3, self.num_frames, self._crop_size, self._crop_size)
             return {"video": video, **sample, "usable": False, "error": error.reason}
         return {"video": self.transform(frames, crop_index), **sample, "usable": True, "error": ""}
+
+    def _keys(self, video_index: int, *, clip_index: int, aug_index: int) -> dict:
+        video = self.videos[video_index]
+        return {
+            "label": video.label,
+            "video_name": os.path.basename(video.path),
+            "video_index": video_index,
+            "clip_index": clip_index,
+            "aug_index": aug_index,
+            "view_index": clip_index * self.num_spatial_crops + aug_index,
+        }
 
     def _test_clip(self, video_index: int, clip_index: int) -> torch.Tensor:
         key = (video_index, clip_index)
