@@ -122,13 +122,15 @@ def comparison_rows(
 
     ``names`` label the rows, ``gflops`` are per input, ``peak_mib(name)`` measures one model's
     peak memory (None: not measured), ``rate`` and ``flops`` are the format specs of the
-    throughput and GFLOPs cells.
+    throughput and GFLOPs cells. Each model's speed-up over "plain" is kept in ``args.speedups``
+    (name -> speed-up) for the caller.
     """
     with context(args):
         seconds = time_interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, args.rounds, args.device)
     rows = []
+    args.speedups = {name: seconds["plain"] / seconds[name] for name in models}
     for name in models:
-        speedup = seconds["plain"] / seconds[name]
+        speedup = args.speedups[name]
         memory = None if args.no_memory else peak_mib(name)
         rows.append(
             f"| {names[name]} | {len(x)} | {len(x) / seconds[name]:{rate}} | {gflops[name]:{flops}} | {speedup:.2f} | "

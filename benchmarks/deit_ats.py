@@ -11,7 +11,10 @@ Variants, on the same random weights and inputs, timed interleaved in one proces
   overhead of scoring and sampling;
 - + ToMe, r merged tokens per block (benchmarks/tome.py, written from the ToMe paper), r=12
   (2.85 GFLOPs), the token-merging figure ATS is compared with;
-- with ``--compile``, + ATS under ``torch.compile(dynamic=True)``.
+- with ``--compile``, + ATS under ``torch.compile(dynamic=True)``;
+- the limit (benchmarks/limit.py): DeiT-S keeping, in each of blocks 3-11, the ATS model's mean
+  kept tokens on the same batch, with no selection work at all (queries, attention outputs and
+  MLP for those tokens only); the project's speed-up as a fraction of the limit's is reported.
 
 Weights are random (none can be downloaded here), so the CLS attention is flat: the sampler
 keeps close to K tokens and the reduction comes from the budget rather than from repeated
@@ -30,6 +33,7 @@ from ats_video import apply_ats, kept_tokens
 from ats_video.flops import count_gflops, gflops_as_run
 
 import common  # benchmarks/common.py, beside this script
+from limit import apply_kept_counts
 from tome import apply_tome
 
 ROOT = Path(__file__).resolve().parent
@@ -56,6 +60,16 @@ def variant(name: str, ratio: float, args) -> torch.nn.Module:
     if name == "tome":
         return apply_tome(model, args.tome_r)
     return model
+
+
+def limit_model(ats: torch.nn.Module, x: torch.Tensor, args):
+    """The limit for ``ats`` on ``x``: DeiT-S keeping its mean kept tokens per block, and its
+    GFLOPs (counted; the same for every image)."""
+    with common.context(args):
+        ats(x)
+    counts = {r.block: round(r.count.double().mean().item()) for r in kept_tokens(ats)}
+    model = apply_kept_counts(plain_model(args.sharpen), counts)
+    return model.to(args.device), count_gflops(model, x[:1].cpu()).item()
 
 
 def images(batch: int, seed: int = 0) -> torch.Tensor:
@@ -108,13 +122,19 @@ def main():
     def peak_mib(name, batch):
         return None if name == "compiled" else common.run_isolated(__file__, name, ratio, batch, common.settings(args))["peak_mib"]
 
-    rows = []
+    rows, fractions = [], []
     for batch in args.batch_sizes:
         x = images(batch).to(args.device)
         gflops = {name: tome_gflops if name == "tome" else mean_gflops(model, x, args) for name, model in models.items()}
+        limit, gflops["limit"] = limit_model(models["ats"], x, args)
+        names["limit"] = "limit: DeiT-S keeping ATS's mean kept tokens, no selection work"
         rows += common.comparison_rows(
-            models, names, x, gflops, lambda name: peak_mib(name, batch), args, rate=".1f", flops=".2f"
+            {**models, "limit": limit}, names, x, gflops,
+            lambda name: None if name == "limit" else peak_mib(name, batch), args, rate=".1f", flops=".2f",
         )
+        speedups = args.speedups
+        fractions.append(f"| {batch} | {speedups['ats']:.2f} | {speedups['limit']:.2f} | "
+                         f"{speedups['ats'] / speedups['limit']:.2f} |")
 
     description = (
         f"DeiT-S at 224 px, random weights{'' if args.sharpen == 1 else f' (query and key weights x{args.sharpen})'}, "
@@ -131,6 +151,12 @@ def main():
         "| model | batch | images/s | GFLOPs | speed-up | speed-up / GFLOPs ratio | peak memory (MiB) |",
         "|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "ATS against its limit (the same kept-token counts with no selection work), in the same run:",
+        "",
+        "| batch | ATS speed-up | limit speed-up | ATS / limit |",
+        "|---|---|---|---|",
+        *fractions,
     ]
     common.write_report(
         args.out, __file__, title=f"# DeiT-S with ATS, plain and with token merging, on {args.device}",
