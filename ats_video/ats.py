@@ -183,15 +183,52 @@ def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     return torch.zeros_like(rank_kept).scatter_(1, order, rank_kept)
 
 
+def _hash32(x: Tensor) -> Tensor:
+    """An integer mix (multiply, xor-shift) of int64 values in [0, 2^32), elementwise; the
+    products stay below 2^63, so int64 arithmetic is exact on every device."""
+    for _ in range(2):
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+    return (x >> 16) ^ x
+
+
+def random_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """A uniform random sample of K tokens per row, whatever their scores: the baseline that
+    token-reduction methods must beat (LITE, arXiv 2411.13626, finds most do not in video).
+
+    Same interface as :func:`sample_tokens`; a row keeps exactly min(K, N) tokens. The draw is
+    seeded by the row itself, so that a row always keeps the same tokens, whatever else is in
+    its batch, and no global random state is touched: the seed is a hash of the indices of the
+    row's three highest scores and of its count of non-zero scores; each token's key is a hash of
+    the seed and the token's index, and the K tokens with the smallest keys are kept.
+
+    NOTE: tokens whose score is exactly zero (the padding of a batch) come after all the
+    others, so a real token with a score of exactly zero is kept only when the budget reaches it.
+    """
+    k = _budgets(k, len(scores), scores.device)
+    _normalised_cdf(scores)  # checks the scores
+    n = scores.shape[1]
+    if n == 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    real = scores > 0
+    seed = real.sum(-1)
+    for index in torch.sort(scores, dim=-1, descending=True, stable=True).indices[:, :3].T:
+        seed = _hash32(seed ^ index)
+    key = _hash32(seed[:, None] ^ _hash32(torch.arange(n, device=scores.device)))
+    # the smallest keys first: 2^32 - key > 0 for real tokens, 0 for padding
+    return topk_tokens(torch.where(real, 2.0**32 - key.double(), 0.0), k)
+
+
 SELECTORS: Dict[str, Callable[[Tensor, Union[int, Tensor]], Tensor]] = {
     "sample": sample_tokens,
     "topk": topk_tokens,
+    "random": random_tokens,
 }
 
 
 @dataclass(frozen=True)
 class ATSConfig:
-    """What one ATS layer does: its budget ``k`` and its selector ("sample" or "topk")."""
+    """What one ATS layer does: its budget ``k`` and its selector ("sample", "topk" or
+    "random")."""
 
     k: Budget
     selector: str = "sample"
