@@ -221,7 +221,7 @@ def test(cfg, process: Process) -> None:
     evaluation = run_evaluation(cfg, process, model, loader, f"test {views}")
     if not process.is_main:
         return
-    ats = {key: cfg.ATS[key] for key in ("ENABLE", "BLOCKS", "K", "RATIO", "MODE", "SELECTOR")}
+    ats = {key: cfg.ATS[key] for key in ("ENABLE", "BLOCKS", "K", "RATIO", "MODE", "SELECTOR", "TOME_R")}
     results = test_results(
         evaluation,
         dataset,
