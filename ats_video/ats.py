@@ -193,7 +193,8 @@ def _hash32(x: Tensor) -> Tensor:
 
 def random_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     """A uniform random sample of K tokens per row, whatever their scores: the baseline that
-    token-reduction methods must beat (LITE, arXiv 2411.13626, finds most do not in video).
+    token-reduction methods must beat (most do not in video: Hao et al., "Principles of Visual
+    Tokens for Efficient Video Understanding", arXiv 2411.13626).
 
     Same interface as :func:`sample_tokens`; a row keeps exactly min(K, N) tokens. The draw is
     seeded by the row itself, so that a row always keeps the same tokens, whatever else is in

@@ -3,8 +3,8 @@
 the config's ATS blocks, each tested with the config's multi-view test.
 
     python tools/compare_methods.py --cfg CFG [--checkpoint FILE] [--method-checkpoint M=FILE ...]
-        [--methods sample topk random tome] [--fractions F ...] [--repeats N] [--out DIR]
-        [KEY VALUE ...]
+        [--methods sample topk random tome] [--fractions F ...] [--repeats N]
+        [--timing-batches N] [--out DIR] [KEY VALUE ...]
 
     python tools/compare_methods.py --cfg configs/Synthetic/TimeSformer_tiny_ATS.yaml \\
         --checkpoint output/demo/plain/checkpoints/checkpoint_epoch_00024.pyth
@@ -19,8 +19,9 @@ held in memory). ``--method-checkpoint tome=FILE`` tests a method with other wei
 its own fine-tuned ones.
 
 Then the throughput of each chosen setting and of the model without reduction: clips (views)
-forwarded per second over all the test views in batches of TEST.BATCH_SIZE, the median of
-``--repeats`` rounds that take the settings in turn, so that a busy machine slows all alike.
+forwarded per second over the test views in batches of TEST.BATCH_SIZE (the first
+``--timing-batches`` of them; default all), the median of ``--repeats`` rounds that take the
+settings in turn, so that a busy machine slows all alike.
 
 DIR (default OUTPUT_DIR/compare_methods) then holds compare.md (the table), compare.json (its
 rows) and compare.png (top-1 and clips/s against GFLOPs, a curve per method).
@@ -59,11 +60,9 @@ DEFAULT_FRACTIONS = (0.9, 0.8, 0.7, 0.65)
 
 @dataclass(frozen=True)
 class Method:
-    """A token reduction method: its ``name`` (as ATS.SELECTOR says it), its ``knob`` ("K" or
-    "r"), the knob's ``lowest`` and ``highest`` values for a frame of n tokens, whether more of
+    """A token reduction method: its ``label`` in the table, its ``knob`` ("K" or "r"), the knob's ``lowest`` and ``highest`` values for a frame of n tokens, whether more of
     the knob means more GFLOPs (``rising``), and ``apply`` (model, blocks, knob) -> model."""
 
-    name: str
     label: str
     knob: str
     lowest: Callable[[int], int]
@@ -77,13 +76,13 @@ def _ats(selector: str, mode: str) -> Callable[[nn.Module, Optional[list], int],
 
 
 def methods(mode: str) -> Dict[str, Method]:
-    """The methods by name; ATS's in the config's ``mode``. K reaches 8 n for the sampler, whose
+    """The methods by ATS.SELECTOR name; ATS's in the config's ``mode``. K reaches 8 n for the sampler, whose
     repeated picks need K well above n to keep every token; n keeps every token otherwise."""
     return {
-        "sample": Method("sample", "ATS (sampling)", "K", lambda n: 1, lambda n: 8 * n, True, _ats("sample", mode)),
-        "topk": Method("topk", "ATS top-K", "K", lambda n: 1, lambda n: n, True, _ats("topk", mode)),
-        "random": Method("random", "random K", "K", lambda n: 1, lambda n: n, True, _ats("random", mode)),
-        "tome": Method("tome", "ToMe", "r", lambda n: 0, lambda n: n // 2, False, apply_tome),
+        "sample": Method("ATS (sampling)", "K", lambda n: 1, lambda n: 8 * n, True, _ats("sample", mode)),
+        "topk": Method("ATS top-K", "K", lambda n: 1, lambda n: n, True, _ats("topk", mode)),
+        "random": Method("random K", "K", lambda n: 1, lambda n: n, True, _ats("random", mode)),
+        "tome": Method("ToMe", "r", lambda n: 0, lambda n: n // 2, False, apply_tome),
     }
 
 
@@ -96,6 +95,12 @@ class HeldViews:
 
     def __iter__(self):
         return iter(self.batches)
+
+    def first(self, batches: Optional[int]) -> "HeldViews":
+        """The first ``batches`` batches (None: all)."""
+        held = copy.copy(self)
+        held.batches = self.batches[:batches]
+        return held
 
 
 def closest_knob(gflops: Callable[[int], float], target: float, lowest: int, highest: int, rising: bool) -> int:
@@ -167,6 +172,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fractions", nargs="+", type=float, metavar="F",
                         help="targets as fractions of the GFLOPs without reduction (default 0.9 0.8 0.7 0.65)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the throughput measurement")
+    parser.add_argument("--timing-batches", type=int, help="test batches timed (default: all)")
     parser.add_argument("--out", help="output directory (default OUTPUT_DIR/compare_methods)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
@@ -247,6 +253,7 @@ def compare(args, cfg, checkpoint: str, weights: Dict[str, str], chosen: List[st
             settings.append((f"{method.label} {method.knob}={knob}", model))
 
     timed: Dict[str, List[float]] = {}
+    views = views.first(args.timing_batches)
     for _ in range(args.repeats):  # interleaved: the settings in turn, every round
         for key, model in dict(settings).items():
             timed.setdefault(key, []).append(views_per_second(model, views, device))

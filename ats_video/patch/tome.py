@@ -1,10 +1,11 @@
 """Token merging (ToMe) in TimeSformer's and XViT's spatial attention, applied to an existing
 model: the alternative to ATS that merges similar tokens instead of dropping unimportant ones.
 
-ToMe (Bolya et al., ICLR 2023; :mod:`ats_video.merge`) was written for image transformers; token
-merging has been put into TimeSformer since ("Video, How Do Your Tokens Merge?", CVPR 2025
-workshops). Here it runs in the same blocks as ATS would and on the same packed tokens
-(:class:`ats_video.tokens.Tokens`), from the first merging block on:
+ToMe (Bolya et al., ICLR 2023; :mod:`ats_video.merge`) was written for image transformers;
+Pollard and Wray put it into TimeSformer's divided space-time attention ("Video, How Do Your
+Tokens Merge?", CVPR 2025 workshops, arXiv 2506.03885). Here it runs in the same blocks as ATS
+would and on the same packed tokens (:class:`ats_video.tokens.Tokens`), from the first merging
+block on:
 
 - TimeSformer: temporal attention as with ATS (a sequence per clip and spatial position); then
   spatial attention per (clip, frame), CLS copied into every frame, with proportional
