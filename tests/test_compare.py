@@ -64,3 +64,19 @@ def test_unknown_methods_and_checkpoints_are_named(data_dir):  # noqa: F811
         compare.main([*opts, "--methods", "sample", "merge", *tiny(data_dir)])
     with pytest.raises(SystemExit, match="--method-checkpoint: expected METHOD=FILE"):
         compare.main([*opts, "--method-checkpoint", "ats=x.pyth", *tiny(data_dir)])
+    for bad in ("tome=two", "merge=2", "tome", "sample=0"):
+        with pytest.raises(SystemExit, match="--knobs: expected METHOD=INTEGER"):
+            compare.main([*opts, "--knobs", bad, *tiny(data_dir)])
+
+
+def test_a_given_knob_is_tested_as_it_is(data_dir, tmp_path):  # noqa: F811
+    out = tmp_path / "given"
+    code = compare.main(["--cfg", "", "--checkpoint", str(data_dir / "tiny.pyth"), "--methods", "tome",
+                         "--method-checkpoint", f"tome={data_dir / 'tiny.pyth'}", "--knobs", "tome=3",
+                         "--repeats", "1", "--out", str(out), *tiny(data_dir)])  # fmt: skip
+    assert code == 0
+    rows = json.loads((out / "compare.json").read_text())
+    assert [(r["method"], r["setting"], r["target_gflops"]) for r in rows] == [
+        ("no reduction", "-", None), ("ToMe", "r=3", None)
+    ]
+    assert rows[1]["kept_tokens"] == {"2": 4.0 * 13, "3": 4.0 * 10}

@@ -3,7 +3,7 @@
 the config's ATS blocks, each tested with the config's multi-view test.
 
     python tools/compare_methods.py --cfg CFG [--checkpoint FILE] [--method-checkpoint M=FILE ...]
-        [--methods sample topk random tome] [--fractions F ...] [--repeats N]
+        [--methods sample topk random tome] [--knobs M=N ...] [--fractions F ...] [--repeats N]
         [--timing-batches N] [--out DIR] [KEY VALUE ...]
 
     python tools/compare_methods.py --cfg configs/Synthetic/TimeSformer_tiny_ATS.yaml \\
@@ -16,7 +16,8 @@ per view as run on the test views (:func:`ats_video.flops.gflops_as_run`, averag
 views) come closest to the target; a knob moves GFLOPs in steps, so the table says the GFLOPs
 each method reached. Each value tried is one multi-view test of every view (decoded once and
 held in memory). ``--method-checkpoint tome=FILE`` tests a method with other weights, such as
-its own fine-tuned ones.
+its own fine-tuned ones, and ``--knobs tome=7`` tests it at that knob only (no target: the
+table says the GFLOPs it ran at), such as the one it was fine-tuned with.
 
 Then the throughput of each chosen setting and of the model without reduction: clips (views)
 forwarded per second over the test views in batches of TEST.BATCH_SIZE (the first
@@ -169,6 +170,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--method-checkpoint", nargs="+", default=[], metavar="M=FILE",
                         help="other weights for method M (e.g. its fine-tuned ones)")  # fmt: skip
     parser.add_argument("--methods", nargs="+", metavar="M", help="sample, topk, random, tome (default: all)")
+    parser.add_argument("--knobs", nargs="+", default=[], metavar="M=N",
+                        help="test method M at knob N instead of bisecting (e.g. at its fine-tuned setting)")
     parser.add_argument("--fractions", nargs="+", type=float, metavar="F",
                         help="targets as fractions of the GFLOPs without reduction (default 0.9 0.8 0.7 0.65)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the throughput measurement")
@@ -177,7 +180,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     # lists take words up to the first config key, as tools/sweep_budget.py's --budgets
-    for name in ("methods", "method_checkpoint"):
+    for name in ("methods", "method_checkpoint", "knobs"):
         words, options = split_files_and_options(getattr(args, name) or [])
         setattr(args, name, words)
         args.opts = options + args.opts
@@ -196,6 +199,12 @@ def main(argv=None) -> int:
     bad = [item for item in args.method_checkpoint if "=" not in item or item.split("=", 1)[0] not in available]
     if bad:
         raise SystemExit(f"--method-checkpoint: expected METHOD=FILE with METHOD in {sorted(available)}, got {bad}")
+    try:
+        knobs = {m: int(v) for m, v in (item.split("=", 1) for item in args.knobs)}
+    except ValueError:
+        knobs = {"": 0}
+    if set(knobs) - set(available) or any(v < available[m].lowest(0) for m, v in knobs.items()):
+        raise SystemExit(f"--knobs: expected METHOD=INTEGER with METHOD in {sorted(available)}, got {args.knobs}")
     fractions = args.fractions or DEFAULT_FRACTIONS
     if not all(0 < f <= 1 for f in fractions):
         raise SystemExit(f"--fractions: each must lie in (0, 1], got {fractions}")
@@ -205,13 +214,13 @@ def main(argv=None) -> int:
 
     process = init_process()  # a group of one: the engine's test gathers over its processes
     try:
-        return compare(args, cfg, checkpoint, weights, chosen, fractions, out, process.device)
+        return compare(args, cfg, checkpoint, weights, knobs, chosen, fractions, out, process.device)
     finally:
         shutdown()
 
 
-def compare(args, cfg, checkpoint: str, weights: Dict[str, str], chosen: List[str], fractions, out: str,
-            device: torch.device) -> int:
+def compare(args, cfg, checkpoint: str, weights: Dict[str, str], knobs: Dict[str, int], chosen: List[str],
+            fractions, out: str, device: torch.device) -> int:
     """Runs the comparison (see the module docstring) and writes its outputs into ``out``."""
     available = methods(cfg.ATS.MODE)
     plain_models = {}
@@ -244,10 +253,14 @@ def compare(args, cfg, checkpoint: str, weights: Dict[str, str], chosen: List[st
                       f"top-1 {results[knob][1].accuracy(1):.1f}%", flush=True)  # fmt: skip
             return results[knob][1].gflops_per_view
 
-        for fraction in fractions:
-            target = fraction * plain.gflops_per_view
-            lo, hi = method.lowest(tokens_per_frame), method.highest(tokens_per_frame)
-            knob = closest_knob(gflops, target, lo, hi, method.rising)
+        for fraction in fractions if name not in knobs else [None]:
+            if fraction is None:  # a given knob: tested as it is
+                target, knob = None, knobs[name]
+                gflops(knob)
+            else:
+                target = fraction * plain.gflops_per_view
+                lo, hi = method.lowest(tokens_per_frame), method.highest(tokens_per_frame)
+                knob = closest_knob(gflops, target, lo, hi, method.rising)
             model, result = results[knob]
             rows.append(row(target, method.label, f"{method.knob}={knob}", result))
             settings.append((f"{method.label} {method.knob}={knob}", model))
