@@ -609,6 +609,9 @@ def method_comparison_figure(points: Sequence[MethodPoint], *, title: str) -> "F
             if p.method == "no reduction":
                 ax.plot(p.gflops, getattr(p, value), "s", color="dimgrey", markersize=8, label=p.method, zorder=3)
         _pad_limits(ax, [p.gflops for p in unique], [getattr(p, value) for p in unique])
+        low, high = min(p.gflops for p in unique), max(p.gflops for p in unique)
+        margin = max(0.15 * (high - low), 0.02 * high)  # _pad_limits' floor is for larger models
+        ax.set_xlim(low - margin, high + margin)
         ax.set_xlabel("GFLOPs per view (as run)")
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
