@@ -32,7 +32,7 @@ NOTE: the merging metric in XViT is the mixed keys, the ones its attention uses 
 """
 
 from functools import partial
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from einops import rearrange
@@ -54,7 +54,7 @@ def attend_and_merge(
     qkv: Tuple[Tensor, Tensor, Tensor],
     layout: Layout,
     size: Optional[Tensor],
-    residual,
+    residual: Callable[[Tensor], Tensor],
     tokens: Tokens,
     r: int,
 ) -> Tuple[Tokens, Optional[Tensor]]:
