@@ -145,6 +145,12 @@ def row(target: Optional[float], method: str, setting: str, result: Evaluation) 
     }
 
 
+def short_path(path: str) -> str:
+    """A checkpoint's file name, after its run's folder when it sits in a run's checkpoints/."""
+    file = Path(path)
+    return f"{file.parent.parent.name}/{file.name}" if file.parent.name == "checkpoints" else file.name
+
+
 def table(rows: List[dict]) -> str:
     """The markdown table of the rows."""
     lines = [
@@ -277,8 +283,8 @@ def compare(args, cfg, checkpoint: str, weights: Dict[str, str], knobs: Dict[str
     Path(out, "compare.md").write_text(text + "\n")
     Path(out, "compare.json").write_text(json.dumps(rows, indent=1) + "\n")
     points = [MethodPoint(r["method"], r["setting"], r["gflops_per_view"], r["top1"], r["clips_per_s"]) for r in rows]
-    names = ", ".join(f"{m}: {os.path.basename(p)}" for m, p in weights.items())
-    title = (f"{cfg.MODEL.ARCH}, {os.path.basename(checkpoint)}{'; ' + names if names else ''}, "
+    own = f"; own weights: {', '.join(weights)}" if weights else ""
+    title = (f"{cfg.MODEL.ARCH}, {short_path(checkpoint)}{own}, "
              f"{cfg.TEST.NUM_ENSEMBLE_VIEWS}x{cfg.TEST.NUM_SPATIAL_CROPS} test, blocks {blocks or 'default'}")  # fmt: skip
     method_comparison_figure(points, title=title).savefig(os.path.join(out, "compare.png"), dpi=110)
     print(f"\n{text}\n\nwritten to {out}/compare.md, compare.json and compare.png")
