@@ -615,7 +615,7 @@ def method_comparison_figure(points: Sequence[MethodPoint], *, title: str) -> "F
         ax.set_xlabel("GFLOPs per view (as run)")
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=9)
+        ax.legend(loc="best", fontsize=9)
     fig.suptitle(title, fontsize=11)
     labels: dict = {}
     for p in unique:
