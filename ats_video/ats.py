@@ -169,6 +169,28 @@ def _topk(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     return torch.zeros_like(rank_kept).scatter_(1, order, rank_kept)
 
 
+def _hash32(x: Tensor) -> Tensor:
+    """An integer mix (multiply, xor-shift) of int64 values in [0, 2^32), elementwise; the
+    products stay below 2^63, so int64 arithmetic is exact on every device."""
+    for _ in range(2):
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+    return (x >> 16) ^ x
+
+
+def _random(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """:func:`random_tokens` without its checks."""
+    n = scores.shape[1]
+    if n == 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    real = scores > 0
+    seed = real.sum(-1)
+    for index in torch.sort(scores, dim=-1, descending=True, stable=True).indices[:, :3].T:
+        seed = _hash32(seed ^ index)
+    key = _hash32(seed[:, None] ^ _hash32(torch.arange(n, device=scores.device)))
+    # the smallest keys first: 2^32 - key > 0 for real tokens, 0 for padding
+    return _topk(torch.where(real, 2.0**32 - key.double(), 0.0), k)
+
+
 def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     """Inverse transform sampling of tokens (the paper's sampler).
 
@@ -199,16 +221,36 @@ def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     return _topk(scores, k if isinstance(k, int) else k.to(scores.device))
 
 
+def random_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """A uniform random sample of K tokens per row, whatever their scores: the baseline that
+    token-reduction methods must beat (most do not in video: Hao et al., "Principles of Visual
+    Tokens for Efficient Video Understanding", arXiv 2411.13626).
+
+    Same interface as :func:`sample_tokens`; a row keeps exactly min(K, N) tokens. The draw is
+    seeded by the row itself, so that a row always keeps the same tokens, whatever else is in
+    its batch, and no global random state is touched: the seed is a hash of the indices of the
+    row's three highest scores and of its count of non-zero scores; each token's key is a hash of
+    the seed and the token's index, and the K tokens with the smallest keys are kept.
+
+    NOTE: tokens whose score is exactly zero (the padding of a batch) come after all the
+    others, so a real token with a score of exactly zero is kept only when the budget reaches it.
+    """
+    _check(scores, k)
+    return _random(scores, k if isinstance(k, int) else k.to(scores.device))
+
+
 # selector name -> (scores [B, N], budgets) -> [B, N] kept, unchecked: the forward checks once
 SELECTORS: Dict[str, Callable[[Tensor, Union[int, Tensor]], Tensor]] = {
     "sample": _sample,
     "topk": _topk,
+    "random": _random,
 }
 
 
 @dataclass(frozen=True)
 class ATSConfig:
-    """What one ATS layer does: its budget ``k`` and its selector ("sample" or "topk")."""
+    """What one ATS layer does: its budget ``k`` and its selector ("sample", "topk" or
+    "random")."""
 
     k: Budget
     selector: str = "sample"

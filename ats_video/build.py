@@ -19,6 +19,7 @@ from ats_video.data.lists import VideoRecord, load_videos, read_class_names
 from ats_video.engine.objective import Objective
 from ats_video.engine.schedule import lr_at
 from ats_video.families import apply_ats, create_model, family_of, video_architectures
+from ats_video.patch.tome import apply_tome
 from ats_video.tokens import unwrap
 
 SPLITS = ("train", "val", "test")
@@ -50,7 +51,9 @@ def build_model(cfg: CfgNode) -> nn.Module:
         raise ValueError(f"MODEL.ARCH: {error}") from None
     except AssertionError as error:  # timm's, e.g. a width that the heads do not divide
         raise ValueError(f"MODEL.ARCH {arch!r} with {sizes}: {error}") from None
-    if cfg.ATS.ENABLE:
+    if cfg.ATS.ENABLE and cfg.ATS.SELECTOR == "tome":
+        apply_tome(model, cfg.ATS.BLOCKS or None, cfg.ATS.TOME_R)
+    elif cfg.ATS.ENABLE:
         budget = cfg.ATS.K or cfg.ATS.RATIO or None  # None: the official K, a frame's patch tokens
         blocks = cfg.ATS.BLOCKS or None
         apply_ats(model, blocks, budget, mode=cfg.ATS.MODE, selector=cfg.ATS.SELECTOR)
@@ -72,7 +75,9 @@ def describe_ats(cfg: CfgNode, model: nn.Module) -> str:
     if not ats.ENABLE:
         return "no ATS"
     model = unwrap(model)
-    if ats.K:
+    if ats.SELECTOR == "tome":
+        budget = f"r={ats.TOME_R}"
+    elif ats.K:
         budget = f"K={ats.K}"
     elif ats.RATIO:
         budget = f"ratio {ats.RATIO:g}"
@@ -83,10 +88,11 @@ def describe_ats(cfg: CfgNode, model: nn.Module) -> str:
         return "ATS in no block"
     consecutive = blocks == list(range(blocks[0], blocks[-1] + 1)) and len(blocks) > 2
     where = f"{blocks[0]}-{blocks[-1]}" if consecutive else ", ".join(map(str, blocks))
-    text = f"ATS {budget} in block{'s' * (len(blocks) > 1)} {where}"
-    if len(family_of(model).modes) > 1:  # video
+    method = "ToMe" if ats.SELECTOR == "tome" else "ATS"
+    text = f"{method} {budget} in block{'s' * (len(blocks) > 1)} {where}"
+    if len(family_of(model).modes) > 1 and method == "ATS":  # video
         text += ", per frame" if ats.MODE == "frame" else ", shared"
-    return text + (", top-K" if ats.SELECTOR == "topk" else "")
+    return text + {"topk": ", top-K", "random": ", random"}.get(ats.SELECTOR, "")
 
 
 def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:

@@ -189,8 +189,12 @@ _C.ATS.K = 0
 _C.ATS.RATIO = 0.0
 # "frame" (each frame keeps its own tokens) or "shared" (one set of positions per clip).
 _C.ATS.MODE = "frame"
-# "sample" (inverse transform sampling) or "topk" (the paper's ablation).
+# "sample" (inverse transform sampling), "topk" (the paper's ablation), "random" (a uniform
+# sample of K tokens, seeded by each frame's scores: a baseline) or "tome" (token merging in
+# the same blocks instead of ATS: TOME_R tokens merged per frame and block; video models only).
 _C.ATS.SELECTOR = "sample"
+# Token merging's r, with SELECTOR "tome" only (0 otherwise).
+_C.ATS.TOME_R = 0
 
 # ---------------------------------------------------------------------------------------------
 # TENSORBOARD
@@ -224,7 +228,7 @@ LR_POLICIES = ("cosine", "steps_with_relative_lrs")
 MIXED_PRECISION = ("off", "bf16", "fp16")
 ENSEMBLE_METHODS = ("sum", "max")
 ATS_MODES = ("frame", "shared")
-ATS_SELECTORS = ("sample", "topk")
+ATS_SELECTORS = ("sample", "topk", "random", "tome")
 DATASETS = ("kinetics", "imagenet")
 
 
@@ -396,6 +400,26 @@ def _check_ats(cfg: CfgNode) -> None:
         _fail("ATS.K, ATS.RATIO", f"give at most one budget, got K {ats.K} and RATIO {ats.RATIO}")
     _choice(cfg, "ATS.MODE", ATS_MODES)
     _choice(cfg, "ATS.SELECTOR", ATS_SELECTORS)
+    _check_tome(cfg)
+
+
+def _check_tome(cfg: CfgNode) -> None:
+    ats = cfg.ATS
+    tome = ats.SELECTOR == "tome"
+    _need(
+        _is_int(ats.TOME_R) and (ats.TOME_R >= 1 if tome else ats.TOME_R == 0),
+        "ATS.TOME_R",
+        "must be an integer >= 1 with ATS.SELECTOR tome" if tome else "is token merging's r: "
+        f"give it with ATS.SELECTOR tome only (here {ats.SELECTOR!r}); got {ats.TOME_R!r}",
+    )
+    if tome:
+        _need(not ats.K and not ats.RATIO, "ATS.K, ATS.RATIO", "are ATS budgets: leave them 0 with ATS.SELECTOR tome")
+        _need(ats.MODE == "frame", "ATS.MODE", "token merging works per frame: use frame with ATS.SELECTOR tome")
+        _need(
+            cfg.MODEL.ARCH in video_architectures(),
+            "ATS.SELECTOR",
+            f"tome (token merging) supports TimeSformer and XViT, not {cfg.MODEL.ARCH!r}",
+        )
 
 
 def _check_solver(cfg: CfgNode) -> None:

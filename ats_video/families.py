@@ -158,7 +158,8 @@ def apply_ats(
             official code do; the reduction then comes from tokens picked more than once.
         mode: for video, "frame" (each frame keeps its own tokens) or "shared" (one set of
             positions for the whole clip). Images have one frame: "frame".
-        selector: "sample" (inverse transform sampling) or "topk" (the paper's ablation).
+        selector: "sample" (inverse transform sampling), "topk" (the paper's ablation) or
+            "random" (a uniform sample of K tokens, seeded by each frame's scores: a baseline).
     """
     family = family_of(model)
     if mode not in family.modes:

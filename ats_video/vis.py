@@ -14,6 +14,8 @@ GFLOPs, accuracy and kept tokens per background level) are matplotlib figures; m
 - :func:`kept_tokens_histogram`: per ATS block, the distribution of kept tokens per clip.
 - :func:`budget_sweep_figure`: top-1 against GFLOPs over ATS budgets (the paper's Fig. 5).
 - :func:`clutter_figure`: top-1 and kept tokens per background level of the synthetic set.
+- :func:`method_comparison_figure`: top-1 and clips/s against GFLOPs, a curve per token
+  reduction method (tools/compare_methods.py).
 """
 
 from __future__ import annotations
@@ -567,4 +569,56 @@ def clutter_figure(
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=9)
     fig.suptitle(title, fontsize=11)
+    return fig
+
+
+@dataclass(frozen=True)
+class MethodPoint:
+    """One tested setting of a token reduction method: the ``method`` ("ATS (sampling)",
+    "ToMe", ..., or "no reduction"), its ``setting`` ("K=6", "r=2"), GFLOPs per view as run,
+    top-1 in percent and clips forwarded per second."""
+
+    method: str
+    setting: str
+    gflops: float
+    top1: float
+    clips_per_s: float
+
+
+_METHOD_STYLES = ("o-", "D-", "^-", "v-", "P-", "X-")
+
+
+def method_comparison_figure(points: Sequence[MethodPoint], *, title: str) -> "Figure":
+    """Top-1 (left) and clips/s (right) against GFLOPs per view, a curve per method joined in
+    order of GFLOPs; "no reduction" is a grey square in both. Settings that ran alike share a
+    point; on the left every point carries its setting."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 5), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    accuracy, speed = fig.subplots(1, 2)
+    methods = list(dict.fromkeys(p.method for p in points if p.method != "no reduction"))
+    unique = list({(p.method, p.setting): p for p in points}.values())
+    for ax, value, name in ((accuracy, "top1", "top-1 accuracy (%)"), (speed, "clips_per_s", "clips/s")):
+        for method, style in zip(methods, itertools.cycle(_METHOD_STYLES)):
+            series = sorted((p for p in unique if p.method == method), key=lambda p: p.gflops)
+            ax.plot([p.gflops for p in series], [getattr(p, value) for p in series], style, label=method,
+                    markersize=6, zorder=3)  # fmt: skip
+        for p in unique:
+            if p.method == "no reduction":
+                ax.plot(p.gflops, getattr(p, value), "s", color="dimgrey", markersize=8, label=p.method, zorder=3)
+        _pad_limits(ax, [p.gflops for p in unique], [getattr(p, value) for p in unique])
+        low, high = min(p.gflops for p in unique), max(p.gflops for p in unique)
+        margin = max(0.15 * (high - low), 0.02 * high)  # _pad_limits' floor is for larger models
+        ax.set_xlim(low - margin, high + margin)
+        ax.set_xlabel("GFLOPs per view (as run)")
+        ax.set_ylabel(name)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    labels: dict = {}
+    for p in unique:
+        labels.setdefault((p.gflops, p.top1), []).append(p.setting)
+    place_labels(accuracy, [(x, y, ", ".join(s), MARKER_RADIUS) for (x, y), s in labels.items() if s != ["-"]])
     return fig

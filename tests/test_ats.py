@@ -18,9 +18,11 @@ from ats_video.ats import (
     sample_tokens,
     select_shared,
     select_tokens,
+    random_tokens,
     significance_scores,
     topk_tokens,
 )
+from ats_video.models.timesformer import timesformer
 from ats_video.patch.common import drop_path
 from ats_video.tokens import Layout
 
@@ -183,7 +185,7 @@ def test_model_matches_reference_per_image(cls, k):
 
 
 @pytest.mark.parametrize("cls", [VisionTransformer, VisionTransformerDistilled])
-@pytest.mark.parametrize("selector", ["sample", "topk"])
+@pytest.mark.parametrize("selector", ["sample", "topk", "random"])
 def test_batch_results_equal_single_image_results(cls, selector):
     model = apply_ats(tiny_model(cls), ATS_BLOCKS, 0.6, selector=selector)
     torch.manual_seed(5)
@@ -191,11 +193,13 @@ def test_batch_results_equal_single_image_results(cls, selector):
     with torch.no_grad():
         batched = model(images)
         kept_batched = [r.count for r in kept_tokens(model)]
+        masks = {r.block: r.mask for r in kept_tokens(model)}
         alone = []
         for image in images:
             alone.append(model(image[None]))
             for record, counts in zip(kept_tokens(model), kept_batched):
                 assert torch.equal(record.count[0], counts[len(alone) - 1])
+                assert torch.equal(record.mask[0], masks[record.block][len(alone) - 1])
     counts = torch.stack(kept_batched)
     if selector == "sample":  # top-K keeps exactly K everywhere; sampling must exercise padding
         assert (counts != counts[:, :1]).any(), "the test needs samples with different kept counts"
@@ -293,7 +297,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="block 6 out of range"):
         apply_ats(model, [6])
     with pytest.raises(ValueError, match="selector"):
-        apply_ats(model, [3], selector="random")
+        apply_ats(model, [3], selector="uniform")
     with pytest.raises(ValueError, match="ratio"):
         apply_ats(model, [3], k=2.0)
     with pytest.raises(ValueError, match="shared"):
@@ -426,7 +430,7 @@ def test_topk_keeps_min_of_k_and_n_highest(row, k):
         assert min(v for v, m in zip(row, keep) if m) >= max(v for v, m in zip(row, keep) if not m)
 
 
-@pytest.mark.parametrize("selector", [sample_tokens, topk_tokens])
+@pytest.mark.parametrize("selector", [sample_tokens, topk_tokens, random_tokens])
 def test_bad_scores_and_budgets_are_errors(selector):
     good = torch.rand(2, 10)
     for bad in [float("nan"), float("inf"), -1.0]:
@@ -499,3 +503,50 @@ def test_varlen_names_what_it_needs(monkeypatch, head_size, dtypes, reason):
     assert "dropout" in tokens.varlen_unusable(*good, 0.1)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert "8.0 or newer" in tokens.varlen_unusable(*good, 0.0)
+
+
+# ---------------------------------------------------------------- the random baseline
+
+
+def test_random_keeps_exactly_k_of_the_real_tokens_whatever_the_batch():
+    torch.manual_seed(11)
+    scores = torch.rand(5, 12) + 0.01
+    budgets = torch.tensor([1, 4, 12, 20, 7])
+    keep = random_tokens(scores, budgets)
+    assert keep.sum(-1).tolist() == [1, 4, 12, 12, 7]
+    assert torch.equal(random_tokens(scores, budgets), keep)  # repeatable
+    # each row alone, or in another batch with padding after its real tokens: the same tokens
+    padded = torch.cat([torch.rand(2, 15) + 0.01, F.pad(scores, (0, 3))])
+    together = random_tokens(padded, torch.cat([torch.tensor([3, 9]), budgets]))
+    assert torch.equal(together[2:, :12], keep)
+    # padding (score 0) comes last: only a budget beyond the real tokens reaches it
+    assert together[2:, 12:].any(-1).tolist() == [False, False, False, True, False]
+    for row, k, want in zip(scores, budgets, keep):
+        assert torch.equal(random_tokens(row[None], int(k))[0], want)
+    # different rows draw different sets
+    assert len({tuple(row.tolist()) for row in random_tokens(torch.rand(20, 12) + 0.01, 4)}) > 15
+
+
+def test_random_is_uniform_and_blind_to_the_scores():
+    torch.manual_seed(12)
+    scores = torch.rand(3000, 16).pow(4)  # peaked, as a trained model's
+    keep = random_tokens(scores, 4)
+    frequency = keep.double().mean(0)  # each position: 4 / 16 of the time
+    assert (frequency - 0.25).abs().max() < 0.05, frequency
+    best = keep.gather(1, scores.argmax(-1, keepdim=True)).double().mean()
+    assert abs(best - 0.25) < 0.04, best  # the most significant token is kept no more often
+
+
+def test_random_in_a_video_model_keeps_k_tokens_per_frame():
+    torch.manual_seed(13)
+    model = apply_ats(timesformer(num_frames=3, img_size=32, patch_size=8, embed_dim=24, depth=3, num_heads=2,
+                                  num_classes=4), [1, 2], 5, selector="random").eval()  # fmt: skip
+    clips = torch.randn(3, 3, 3, 32, 32)
+    with torch.no_grad():
+        model(clips)
+        records = kept_tokens(model)
+        model(clips[1:2])
+    for together, alone in zip(records, kept_tokens(model)):
+        assert together.count.tolist() == [[5, 5, 5]] * 3
+        assert torch.equal(together.mask[1], alone.mask[0])
+    assert not torch.equal(records[0].mask[0], records[0].mask[1])  # another clip, another draw

@@ -346,7 +346,7 @@ def test(cfg, process: Process) -> None:
     )
     if not process.is_main:
         return
-    ats = {key: cfg.ATS[key] for key in ("ENABLE", "BLOCKS", "K", "RATIO", "MODE", "SELECTOR")}
+    ats = {key: cfg.ATS[key] for key in ("ENABLE", "BLOCKS", "K", "RATIO", "MODE", "SELECTOR", "TOME_R")}
     results = test_results(
         evaluation,
         dataset,
