@@ -16,6 +16,7 @@ from ats_video.flops import count_gflops, gflops_as_run
 from ats_video.merge import merge_tokens, proportional_qk
 from ats_video.models.timesformer import timesformer
 from ats_video.models.xvit import xvit
+from ats_video.tokens import KeptTokens
 from ats_video.patch.tome import apply_tome
 
 VIDEO = dict(num_frames=4, img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3, num_classes=7)
@@ -120,6 +121,10 @@ def test_computed_gflops_equal_the_counted_ones(family):
     assert torch.allclose(gflops_as_run(model, kept_tokens(model), 2), counted, rtol=1e-12, atol=0)
     assert counted.max() < plain
     assert gflops_as_run(model, [], 1).item() == pytest.approx(plain, rel=1e-12)  # without merging
+    # on a GPU the records live on the model's device: the figures are computed there (the meta
+    # device makes any mix with CPU tensors an error, as CUDA does)
+    on_meta = [KeptTokens(r.block, r.count.to("meta"), r.positions.to("meta"), r.grid) for r in kept_tokens(model)]
+    assert gflops_as_run(model, on_meta, 2).device.type == "meta"
 
 
 def test_bad_arguments_are_named():

@@ -43,7 +43,9 @@ from ats_video.families import family_of
 from ats_video.merge import merge_count, merge_tokens, proportional_qk
 from ats_video.models.timesformer import DividedSpaceTimeBlock, TimeSformer
 from ats_video.models.xvit import Block, MixingAttention, XViT
-from ats_video.patch.common import ats_attention, attention_block_macs, drop_path, grid_positions, linear_macs, patch_embed_macs, qkv_heads
+from ats_video.patch.common import (
+    ats_attention, attention_block_macs, drop_path, grid_positions, linear_macs, macs_device, patch_embed_macs, qkv_heads,
+)
 from ats_video.patch.timesformer import ATSTimeSformerMixin, clip_positions, frame_groups, temporal_attention
 from ats_video.patch.xvit import ATSXViTMixin, shift_by_position
 from ats_video.tokens import KeptRows, KeptTokens, Layout, Tokens
@@ -77,7 +79,7 @@ def attend_and_merge(
     metric = k.mean(1)
     if size is not None:
         q, k = proportional_qk(q, k, size)
-    out, _, _ = ats_attention(attn, q, k, v, layout, 1, None)
+    out, _, _, _ = ats_attention(attn, q, k, v, layout, 1, None)
     x = residual(out)
     s, n = layout.num_seqs, layout.max_len
     if merge_count(n - 1, r) == 0:
@@ -110,10 +112,11 @@ def timesformer_block(
     every frame after its spatial attention. ``size``: [R] the patches each row stands for, or
     None before the first merge. Returns the tokens and their sizes."""
     tokens = Tokens(temporal_attention(block, tokens, frames, grid), tokens.layout, tokens.position)
-    index, groups = frame_groups(tokens, frames)
-    if not groups.uniform:
+    clips, length = tokens.layout.num_seqs, tokens.layout.max_len
+    if not tokens.layout.uniform or (length - 1) % frames:
         raise ValueError("token merging needs every frame to hold the same number of tokens")
-    clips = tokens.layout.num_seqs
+    groups = Layout.dense(clips * frames, 1 + (length - 1) // frames, tokens.x.device)  # (clip, frame)
+    index = frame_groups(tokens, frames, groups)
     clip = torch.div(groups.sequence_of_rows(), frames, rounding_mode="floor") if block.training else None
     rows = Tokens(tokens.x[index], groups, tokens.position[index])
 
@@ -174,9 +177,11 @@ class ToMeTimeSformerMixin:
         mlp, proj, heads = linear_macs(block.mlp), linear_macs(block.attn.proj), block.attn.num_heads
         masks = {r.block: r.mask.flatten(2).double() for r in kept}  # [B, T, S]
         first = min(masks, default=len(self.blocks))  # no record: the plain model
-        present = torch.ones(batch_size, frames, n, dtype=torch.float64)
-        total = torch.full((batch_size,), float(frames * patch_embed_macs(self.patch_embed.proj, n)), dtype=torch.float64)
-        merged = torch.zeros(batch_size, dtype=torch.float64)  # 1 after a clip's first merge
+        device = macs_device(kept)
+        present = torch.ones(batch_size, frames, n, dtype=torch.float64, device=device)
+        total = torch.full((batch_size,), float(frames * patch_embed_macs(self.patch_embed.proj, n)), dtype=torch.float64,
+                           device=device)
+        merged = torch.zeros(batch_size, dtype=torch.float64, device=device)  # 1 after a clip's first merge
         for i in range(len(self.blocks)):
             after = masks.get(i, present)
             rows, patches = present.sum((1, 2)), present.sum(2)  # [B], [B, T]
@@ -246,9 +251,11 @@ class ToMeXViTMixin:
         """[B] float64 multiply-adds per clip of a forward that left ``kept``."""
         frames, n = self.num_frames, self.patch_embed.num_patches
         counts = {r.block: r.count.double() for r in kept}  # [B, T] patch tokens per frame
-        patches = torch.full((batch_size, frames), float(n), dtype=torch.float64)
-        total = torch.full((batch_size,), float(frames * patch_embed_macs(self.patch_embed.proj, n)), dtype=torch.float64)
-        merged = torch.zeros(batch_size, 1, dtype=torch.float64)  # 1 after a clip's first merge
+        device = macs_device(kept)
+        patches = torch.full((batch_size, frames), float(n), dtype=torch.float64, device=device)
+        total = torch.full((batch_size,), float(frames * patch_embed_macs(self.patch_embed.proj, n)), dtype=torch.float64,
+                           device=device)
+        merged = torch.zeros(batch_size, 1, dtype=torch.float64, device=device)  # 1 after a clip's first merge
         for i, block in enumerate(self.blocks):
             d, heads = block.attn.qkv.in_features, block.attn.num_heads
             after = counts.get(i, patches)
@@ -260,7 +267,7 @@ class ToMeXViTMixin:
             total += ((1 + after) * linear_macs(block.mlp)).sum(1)
             patches = after
         head = self.consensus  # a transformer over the T frame CLS tokens and its own CLS
-        rows = torch.tensor(float(frames + 1), dtype=torch.float64)
+        rows = torch.tensor(float(frames + 1), dtype=torch.float64, device=device)
         total += sum(attention_block_macs(block, rows, None) for block in head.temporal_encoder)
         return total + linear_macs(head.mlp_head)
 
