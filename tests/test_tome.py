@@ -16,8 +16,8 @@ from ats_video.flops import count_gflops, gflops_as_run
 from ats_video.merge import merge_tokens, proportional_qk
 from ats_video.models.timesformer import timesformer
 from ats_video.models.xvit import xvit
-from ats_video.tokens import KeptTokens
 from ats_video.patch.tome import apply_tome
+from ats_video.tokens import KeptTokens
 
 VIDEO = dict(num_frames=4, img_size=32, patch_size=8, embed_dim=48, depth=4, num_heads=3, num_classes=7)
 BUILD = {"timesformer": lambda: timesformer(**VIDEO), "xvit": lambda: xvit(**VIDEO, shift_group=2)}
