@@ -118,17 +118,6 @@ class NonFiniteScores(ValueError):
     finite. Training reports this as divergence (:mod:`ats_video.engine.train`)."""
 
 
-def _check(scores: Tensor, k: Union[int, Tensor]) -> None:
-    """The checks of a selector called directly: scores usable, every budget >= 1 (reads the
-    device; a model's forward checks once per ATS block instead, see :func:`keep_tokens`)."""
-    low = k if isinstance(k, int) else (int(k.min()) if k.numel() else 1)
-    if low < 1:
-        raise ValueError(f"ATS budget K must be >= 1 in every row, got {low}")
-    s = scores.double()
-    if s.numel() and not bool((s.sum() * 0 == 0) & (s.min() >= 0)):  # x * 0 is 0 unless x is NaN or inf
-        raise NonFiniteScores(UNUSABLE_SCORES)
-
-
 def _normalised_cdf(scores: Tensor) -> Tensor:
     """[B, N] usable scores -> their CDF along N, in float64, the last value exactly 1.
 
@@ -144,6 +133,19 @@ def _normalised_cdf(scores: Tensor) -> Tensor:
 def _grid(k: int, device: torch.device) -> Tensor:
     """The sampling grid u_m = (2m - 1) / (2K), m = 1..K, in float64 (computed once per K)."""
     return (torch.arange(1, k + 1, dtype=torch.float64, device=device) - 0.5) / k
+
+
+def _checked(select: Callable[[Tensor, Union[int, Tensor]], Tensor], scores: Tensor, k: Union[int, Tensor]) -> Tensor:
+    """A selector called directly, with its checks: scores finite and non-negative, every budget
+    >= 1 (this reads the device; a model's forward checks once per ATS block instead, see
+    :func:`keep_tokens`). The budgets go to the scores' device."""
+    low = k if isinstance(k, int) else (int(k.min()) if k.numel() else 1)
+    if low < 1:
+        raise ValueError(f"ATS budget K must be >= 1 in every row, got {low}")
+    s = scores.double()
+    if s.numel() and not bool((s.sum() * 0 == 0) & (s.min() >= 0)):  # x * 0 is 0 unless x is NaN or inf
+        raise NonFiniteScores(UNUSABLE_SCORES)
+    return select(scores, k if isinstance(k, int) else k.to(scores.device))
 
 
 def _sample(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
@@ -208,8 +210,7 @@ def sample_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     Returns:
         [B, N] bool mask of the kept tokens (at least one per row).
     """
-    _check(scores, k)
-    return _sample(scores, k if isinstance(k, int) else k.to(scores.device))
+    return _checked(_sample, scores, k)
 
 
 def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
@@ -217,8 +218,7 @@ def topk_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
 
     Same interface as :func:`sample_tokens`; K >= N keeps every token.
     """
-    _check(scores, k)
-    return _topk(scores, k if isinstance(k, int) else k.to(scores.device))
+    return _checked(_topk, scores, k)
 
 
 def random_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
@@ -235,8 +235,7 @@ def random_tokens(scores: Tensor, k: Union[int, Tensor]) -> Tensor:
     NOTE: tokens whose score is exactly zero (the padding of a batch) come after all the
     others, so a real token with a score of exactly zero is kept only when the budget reaches it.
     """
-    _check(scores, k)
-    return _random(scores, k if isinstance(k, int) else k.to(scores.device))
+    return _checked(_random, scores, k)
 
 
 # selector name -> (scores [B, N], budgets) -> [B, N] kept, unchecked: the forward checks once

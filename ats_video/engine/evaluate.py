@@ -82,6 +82,11 @@ class Evaluation:
         )
 
 
+def _take(batch: Tensor, rows: Optional[Tensor]) -> Tensor:
+    """The given rows of a batch (all of it for None)."""
+    return batch if rows is None else batch[rows]
+
+
 def evaluate(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
@@ -129,23 +134,24 @@ def evaluate(
             keep = unusable.update(batch)
             if not keep.any():
                 continue  # never forward an empty batch
-            # copied whole (from pinned memory where the loader pins it), then cut on the device
-            inputs = batch["inputs"].to(device, non_blocking=True)
-            if not keep.all():
-                inputs = inputs[keep.to(device)]
+            # the usable samples' rows, found on the CPU (where ``keep`` lives), so that cutting
+            # the batch on the device waits for nothing; the batch is copied whole (from pinned
+            # memory where the loader pins it)
+            rows = None if keep.all() else keep.nonzero().squeeze(1).to(device)
+            inputs = _take(batch["inputs"].to(device, non_blocking=True), rows)
             with torch.autocast(
                 device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
             ):
                 logits = model(inputs)
             probs = logits.float().softmax(dim=-1)
-            index = video_index[keep.to(device)]
+            index = _take(video_index, rows)
             if ensemble == "sum":
                 scores.index_add_(0, index, probs)
             else:
                 # scores start at 0, below any probability
                 scores.scatter_reduce_(0, index[:, None].expand_as(probs), probs, "amax")
             if view_scores is not None:
-                view_index = batch["view_index"].to(device)[keep.to(device)]
+                view_index = _take(batch["view_index"].to(device), rows)
                 view_scores[index, view_index] = probs
                 view_ran[index, view_index] = 1
             kept = kept_tokens(model)

@@ -274,9 +274,10 @@ def forward_macs(model: TimeSformer, kept: Sequence[KeptTokens], batch_size: int
     mlp, proj = linear_macs(block.mlp), linear_macs(block.attn.proj)
     masks = {r.block: r.mask.flatten(2).double() for r in kept}  # [B, T, S]
     first = min(masks, default=len(model.blocks))
-    present = torch.ones(batch_size, frames, n, dtype=torch.float64, device=macs_device(kept))
+    device = macs_device(kept)
+    present = torch.ones(batch_size, frames, n, dtype=torch.float64, device=device)
     total = torch.full((batch_size,), float(frames * patch_embed_macs(model.patch_embed.proj, n)), dtype=torch.float64,
-                       device=macs_device(kept))
+                       device=device)
     for i in range(len(model.blocks)):
         after = masks.get(i, present)
         rows, kept_rows = present.sum((1, 2)), after.sum((1, 2))

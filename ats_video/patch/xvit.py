@@ -127,13 +127,14 @@ def forward_macs(model: XViT, kept: Sequence[KeptTokens], batch_size: int) -> Te
     """[B] float64 multiply-adds per clip of a forward that kept ``kept`` (empty: no ATS)."""
     frames, n = model.num_frames, model.patch_embed.num_patches
     counts = {r.block: 1 + r.count.double() for r in kept}  # [B, T] rows per frame, CLS included
-    tokens = torch.full((batch_size, frames), float(1 + n), dtype=torch.float64, device=macs_device(kept))
+    device = macs_device(kept)
+    tokens = torch.full((batch_size, frames), float(1 + n), dtype=torch.float64, device=device)
     total = torch.full((batch_size,), float(frames * patch_embed_macs(model.patch_embed.proj, n)), dtype=torch.float64,
-                       device=macs_device(kept))
+                       device=device)
     for i, block in enumerate(model.blocks):
         total += attention_block_macs(block, tokens, counts.get(i)).sum(1)
         tokens = counts.get(i, tokens)
     head = model.consensus  # a transformer over the T frame CLS tokens and its own CLS
-    rows = torch.tensor(float(frames + 1), dtype=torch.float64, device=tokens.device)
+    rows = torch.tensor(float(frames + 1), dtype=torch.float64, device=device)
     total += sum(attention_block_macs(block, rows, None) for block in head.temporal_encoder)
     return total + linear_macs(head.mlp_head)
