@@ -163,8 +163,9 @@ def write_config(cfg, process: Process) -> None:
     run's that differs is kept beside it), and the config into log.txt; written once the run has
     passed its checks, so a refused run leaves the folder as it was."""
     if process.is_main:
-        logger.info(f"config:\n{cfg.dump()}")
-        logger.info(write_run_config(cfg.OUTPUT_DIR, cfg.dump()))
+        text = cfg.dump()
+        logger.info(f"config:\n{text}")
+        logger.info(write_run_config(cfg.OUTPUT_DIR, text))
 
 
 def save_progress(cfg, process: Process, model, optimizer, scaler, epoch: int, iteration: int = 0):

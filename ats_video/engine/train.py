@@ -112,16 +112,18 @@ def train_epoch(
             raise _diverged(f"the loss is {_loss_text(loss)}", epoch, it)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        norm = None
         if clip_grad > 0:
             scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             norm = nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        else:
-            norm = nn.utils.get_total_norm(
-                [p.grad for p in model.parameters() if p.grad is not None]
-            )
         # fp16's scaler skips steps with non-finite gradients itself; elsewhere they diverge
-        if not (scaler.is_enabled() or bool(norm.isfinite())):
-            raise _diverged(f"the gradients' norm is {norm.item()}", epoch, it)
+        if not scaler.is_enabled():
+            if norm is None:
+                norm = nn.utils.get_total_norm(
+                    [p.grad for p in model.parameters() if p.grad is not None]
+                )
+            if not bool(norm.isfinite()):
+                raise _diverged(f"the gradients' norm is {norm.item()}", epoch, it)
         scaler.step(optimizer)
         scaler.update()
         done = it + 1
